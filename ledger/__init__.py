@@ -1,0 +1,1 @@
+"""The ledger: append-only, double-entry, hash-chained records of every screened payment."""

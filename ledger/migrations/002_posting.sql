@@ -1,0 +1,238 @@
+-- Set-at-a-time posting: one call records a whole micro-batch of screened payments in one
+-- round trip and one commit (group commit), and one call records a deposit.
+--
+-- Hash inputs are '|'-joined text; `ledger/chain.py` computes the same bytes in Python and
+-- `sentinel verify-ledger` compares. Change both together, never one.
+
+CREATE FUNCTION ledger_posting_hash(prev bytea, account_id text, seq bigint, entry_id bigint,
+                                    amount_minor bigint, balance_after_minor bigint)
+RETURNS bytea LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT sha256(convert_to(
+        encode(prev, 'hex') || '|' || account_id || '|' || seq || '|' || entry_id || '|'
+        || amount_minor || '|' || balance_after_minor, 'UTF8'))
+$$;
+
+CREATE FUNCTION ledger_txn_hash(t transactions) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT sha256(convert_to(concat_ws('|',
+        encode(t.prev_hash, 'hex'), t.transaction_id, t.account_id, t.account_txn_seq,
+        t.card_id, t.merchant_id, t.amount_minor, t.merchant_category, t.country,
+        coalesce(t.lat::text, ''), coalesce(t.lon::text, ''),
+        (extract(epoch FROM t.event_time) * 1000000)::bigint,
+        t.decision, t.risk_score::text, array_to_string(t.reasons, ','),
+        t.balance_after_minor, coalesce(t.rules_version::text, ''),
+        coalesce(t.model_version, ''), t.client_id), 'UTF8'))
+$$;
+
+-- Append one posting to an account's chain and move its head. The caller holds the row lock.
+CREATE FUNCTION ledger_append_posting(p_account_id text, p_entry_id bigint, p_amount bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    head accounts%ROWTYPE;
+    new_balance bigint;
+    new_hash bytea;
+BEGIN
+    SELECT * INTO STRICT head FROM accounts WHERE account_id = p_account_id;
+    new_balance := head.balance_minor + p_amount;
+    new_hash := ledger_posting_hash(head.posting_hash, p_account_id, head.posting_seq + 1,
+                                    p_entry_id, p_amount, new_balance);
+    INSERT INTO postings (account_id, seq, entry_id, amount_minor, balance_after_minor,
+                          prev_hash, hash)
+    VALUES (p_account_id, head.posting_seq + 1, p_entry_id, p_amount, new_balance,
+            head.posting_hash, new_hash);
+    UPDATE accounts SET balance_minor = new_balance, posting_seq = head.posting_seq + 1,
+                        posting_hash = new_hash
+     WHERE account_id = p_account_id;
+    RETURN new_balance;
+END $$;
+
+CREATE FUNCTION ledger_post_payments(batch jsonb)
+RETURNS TABLE (ord integer, status text, transaction_id text, decision text,
+               risk_score numeric, reasons text[], balance_after_minor bigint,
+               rules_version integer, model_version text, currency char(3),
+               recorded_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    it record;
+    acct accounts%ROWTYPE;
+    prior idempotency_keys%ROWTYPE;
+    txn transactions%ROWTYPE;
+    fp bytea;
+    entry bigint;
+BEGIN
+    -- Lock every account the batch touches in one global order: concurrent batches never
+    -- deadlock, and balances cannot move under us.
+    PERFORM 1 FROM accounts a
+     WHERE a.account_id IN (
+           SELECT x.account_id FROM jsonb_to_recordset(batch) AS x(account_id text)
+           UNION
+           SELECT 'settlement:' || x.currency FROM jsonb_to_recordset(batch) AS x(currency text))
+     ORDER BY a.account_id
+       FOR UPDATE;
+
+    FOR it IN
+        SELECT e.ord::integer AS ord, x.*
+          FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(doc, ord),
+               jsonb_to_record(e.doc) AS x(
+            client_id text, idem_key text, fingerprint text,
+            transaction_id text, account_id text, card_id text, merchant_id text,
+            amount_minor bigint, currency text, merchant_category text, country text,
+            lat numeric, lon numeric, event_time timestamptz, decision text,
+            risk_score numeric, reasons text[], rules_version integer, model_version text)
+        ORDER BY e.ord
+    LOOP
+        fp := decode(it.fingerprint, 'hex');
+        INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, transaction_id)
+        VALUES (it.client_id, it.idem_key, fp, it.transaction_id)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            -- Seen before (committed, or earlier in this batch): replay it or refuse it.
+            SELECT * INTO prior FROM idempotency_keys k
+             WHERE k.client_id = it.client_id AND k.idem_key = it.idem_key;
+            IF prior.fingerprint <> fp OR prior.transaction_id IS NULL THEN
+                RETURN QUERY SELECT it.ord, 'idempotency_mismatch'::text, it.transaction_id,
+                    NULL::text, NULL::numeric, NULL::text[], NULL::bigint, NULL::integer,
+                    NULL::text, NULL::char(3), NULL::timestamptz;
+            ELSE
+                RETURN QUERY SELECT it.ord, 'replay'::text, t.transaction_id, t.decision,
+                    t.risk_score, t.reasons, t.balance_after_minor, t.rules_version,
+                    t.model_version, a.currency, t.recorded_at
+                  FROM transactions t JOIN accounts a USING (account_id)
+                 WHERE t.transaction_id = prior.transaction_id;
+            END IF;
+            CONTINUE;
+        END IF;
+
+        SELECT * INTO acct FROM accounts a
+         WHERE a.account_id = it.account_id AND a.kind = 'cardholder';
+        IF NOT FOUND OR acct.currency <> it.currency
+           OR EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = it.transaction_id)
+        THEN
+            -- Nothing is recorded for a refused request: the client may fix it and retry
+            -- with the same key.
+            DELETE FROM idempotency_keys k
+             WHERE k.client_id = it.client_id AND k.idem_key = it.idem_key;
+            RETURN QUERY SELECT it.ord,
+                CASE WHEN acct.account_id IS NULL THEN 'unknown_account'
+                     WHEN acct.currency <> it.currency THEN 'currency_mismatch'
+                     ELSE 'transaction_exists' END,
+                it.transaction_id, NULL::text, NULL::numeric, NULL::text[], NULL::bigint,
+                NULL::integer, NULL::text, acct.currency, NULL::timestamptz;
+            CONTINUE;
+        END IF;
+
+        txn.decision := it.decision;
+        txn.reasons := it.reasons;
+        txn.balance_after_minor := acct.balance_minor - it.amount_minor;
+        IF txn.decision <> 'decline'
+           AND txn.balance_after_minor < -acct.overdraft_limit_minor THEN
+            txn.decision := 'decline';
+            txn.reasons := txn.reasons || 'insufficient_funds'::text;
+        END IF;
+        IF txn.decision = 'decline' THEN
+            txn.balance_after_minor := acct.balance_minor;
+        END IF;
+
+        txn.transaction_id := it.transaction_id;
+        txn.account_id := acct.account_id;
+        txn.account_txn_seq := acct.txn_seq + 1;
+        txn.card_id := it.card_id;
+        txn.merchant_id := it.merchant_id;
+        txn.amount_minor := it.amount_minor;
+        txn.merchant_category := it.merchant_category;
+        txn.country := it.country;
+        txn.lat := it.lat::numeric(9, 6);
+        txn.lon := it.lon::numeric(9, 6);
+        txn.event_time := it.event_time;
+        txn.risk_score := it.risk_score::numeric(7, 6);
+        txn.rules_version := it.rules_version;
+        txn.model_version := it.model_version;
+        txn.client_id := it.client_id;
+        txn.prev_hash := acct.txn_hash;
+        txn.hash := ledger_txn_hash(txn);
+
+        INSERT INTO transactions (transaction_id, account_id, account_txn_seq, card_id,
+            merchant_id, amount_minor, merchant_category, country, lat, lon, event_time,
+            decision, risk_score, reasons, rules_version, model_version,
+            balance_after_minor, client_id, prev_hash, hash)
+        VALUES (txn.transaction_id, txn.account_id, txn.account_txn_seq, txn.card_id,
+            txn.merchant_id, txn.amount_minor, txn.merchant_category, txn.country, txn.lat,
+            txn.lon, txn.event_time, txn.decision, txn.risk_score, txn.reasons,
+            txn.rules_version, txn.model_version, txn.balance_after_minor, txn.client_id,
+            txn.prev_hash, txn.hash)
+        RETURNING transactions.recorded_at INTO txn.recorded_at;
+        UPDATE accounts SET txn_seq = txn.account_txn_seq, txn_hash = txn.hash
+         WHERE account_id = acct.account_id;
+
+        IF txn.decision <> 'decline' THEN
+            INSERT INTO journal_entries (kind, transaction_id)
+            VALUES ('payment', txn.transaction_id) RETURNING entry_id INTO entry;
+            PERFORM ledger_append_posting(acct.account_id, entry, -it.amount_minor);
+            PERFORM ledger_append_posting('settlement:' || acct.currency, entry,
+                                          it.amount_minor);
+        END IF;
+
+        RETURN QUERY SELECT it.ord, 'recorded'::text, txn.transaction_id, txn.decision,
+            txn.risk_score, txn.reasons, txn.balance_after_minor, txn.rules_version,
+            txn.model_version, acct.currency, txn.recorded_at;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION ledger_post_deposit(p_client_id text, p_idem_key text, p_fingerprint bytea,
+                                    p_account_id text, p_amount_minor bigint,
+                                    p_currency text)
+RETURNS TABLE (status text, entry_id bigint, balance_after_minor bigint,
+               amount_minor bigint, currency char(3))
+LANGUAGE plpgsql AS $$
+DECLARE
+    acct accounts%ROWTYPE;
+    prior idempotency_keys%ROWTYPE;
+    entry bigint;
+    balance bigint;
+BEGIN
+    PERFORM 1 FROM accounts a
+     WHERE a.account_id IN (p_account_id, 'funding:' || p_currency)
+     ORDER BY a.account_id
+       FOR UPDATE;
+
+    SELECT * INTO acct FROM accounts a
+     WHERE a.account_id = p_account_id AND a.kind = 'cardholder';
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown_account'::text, NULL::bigint, NULL::bigint,
+                            NULL::bigint, NULL::char(3);
+        RETURN;
+    END IF;
+
+    SELECT * INTO prior FROM idempotency_keys k
+     WHERE k.client_id = p_client_id AND k.idem_key = p_idem_key;
+    IF FOUND THEN
+        IF prior.fingerprint <> p_fingerprint OR prior.deposit_entry_id IS NULL THEN
+            RETURN QUERY SELECT 'idempotency_mismatch'::text, NULL::bigint, NULL::bigint,
+                                NULL::bigint, NULL::char(3);
+        ELSE
+            RETURN QUERY SELECT 'replay'::text, d.entry_id, p.balance_after_minor,
+                                d.amount_minor, acct.currency
+              FROM deposits d JOIN postings p
+                ON p.entry_id = d.entry_id AND p.account_id = d.account_id
+             WHERE d.entry_id = prior.deposit_entry_id;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF acct.currency <> p_currency THEN
+        RETURN QUERY SELECT 'currency_mismatch'::text, NULL::bigint, NULL::bigint,
+                            NULL::bigint, acct.currency;
+        RETURN;
+    END IF;
+
+    INSERT INTO journal_entries (kind) VALUES ('deposit') RETURNING journal_entries.entry_id
+      INTO entry;
+    INSERT INTO deposits (entry_id, account_id, amount_minor, client_id)
+    VALUES (entry, p_account_id, p_amount_minor, p_client_id);
+    -- A racing twin of this request waited on the account lock above, so by now it sees
+    -- this key as committed and replays; the primary key stays the final guard.
+    INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, deposit_entry_id)
+    VALUES (p_client_id, p_idem_key, p_fingerprint, entry);
+    PERFORM ledger_append_posting('funding:' || p_currency, entry, -p_amount_minor);
+    balance := ledger_append_posting(p_account_id, entry, p_amount_minor);
+    RETURN QUERY SELECT 'recorded'::text, entry, balance, p_amount_minor, acct.currency;
+END $$;
