@@ -67,7 +67,8 @@ async def ensure_database(admin_dsn: str) -> None:
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             try:
-                await conn.execute(await conn.fetchval("SELECT format('CREATE DATABASE %I', $1::text)", name))
+                await conn.execute(await conn.fetchval(
+                    "SELECT format('CREATE DATABASE %I', $1::text)", name))
             except asyncpg.DuplicateDatabaseError:
                 pass  # created concurrently by another migrator: that is what we wanted
     finally:

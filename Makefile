@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Each sets up everything it needs:
+# the virtual environment, the services (ops/services.sh) and the database schema.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test services migrate lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "SentinelStream needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv; \
+		$(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+services:
+	@bash ops/services.sh
+
+migrate: $(STAMP) services
+	$(BIN)/sentinel migrate
+
+run: migrate
+	$(BIN)/sentinel serve
+
+test: $(STAMP) services
+	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=80
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

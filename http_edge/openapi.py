@@ -1,0 +1,103 @@
+"""The OpenAPI 3.1 document, generated from the msgspec schemas the edge decodes with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from http_edge.schemas import (
+    AccountIn,
+    AccountOut,
+    BalanceOut,
+    DepositIn,
+    DepositOut,
+    Problem,
+    TransactionDetail,
+    TransactionIn,
+    TransactionOut,
+    TransactionPage,
+)
+
+_REF = "#/components/schemas/{name}"
+_PROBLEM = {"description": "problem details (RFC 9457)",
+            "content": {"application/problem+json": {
+                "schema": {"$ref": "#/components/schemas/Problem"}}}}
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
+                    "description": "1-255 visible ASCII characters; bare or quoted",
+                    "schema": {"type": "string", "maxLength": 257}}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}}}
+
+
+def _operation(summary: str, scope: str, ok: tuple[str, str, str], *,
+               body: str | None = None, params: list[dict[str, Any]] | None = None,
+               errors: tuple[int, ...] = (400, 401, 403, 422)) -> dict[str, Any]:
+    status, schema, description = ok
+    op: dict[str, Any] = {
+        "summary": summary, "security": [{"bearer": [scope]}],
+        "responses": {status: _json(schema, description),
+                      **{str(code): _PROBLEM for code in errors}}}
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": _REF.format(name=body)}}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def openapi_document() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        (TransactionIn, TransactionOut, TransactionDetail, TransactionPage, AccountIn,
+         AccountOut, DepositIn, DepositOut, BalanceOut, Problem),
+        ref_template=_REF)
+    account = _path_param("account_id")
+    paths = {
+        "/v1/transactions": {"post": _operation(
+            "Screen a card payment", "transactions:write",
+            ("200", "TransactionOut", "the decision, recorded in the ledger"),
+            body="TransactionIn", params=[_IDEMPOTENCY_KEY],
+            errors=(400, 401, 403, 404, 409, 413, 415, 422, 503))},
+        "/v1/transactions/{transaction_id}": {"get": _operation(
+            "A recorded transaction", "transactions:read",
+            ("200", "TransactionDetail", "the transaction"),
+            params=[_path_param("transaction_id")], errors=(401, 403, 404))},
+        "/v1/accounts": {"post": _operation(
+            "Register a cardholder account", "accounts:write",
+            ("201", "AccountOut", "created (200 when it already exists identically)"),
+            body="AccountIn", errors=(400, 401, 403, 409, 415, 422))},
+        "/v1/accounts/{account_id}": {"get": _operation(
+            "An account", "accounts:read", ("200", "AccountOut", "the account"),
+            params=[account], errors=(401, 403, 404))},
+        "/v1/accounts/{account_id}/deposits": {"post": _operation(
+            "Credit money to an account", "accounts:write",
+            ("201", "DepositOut", "posted (200 with Idempotent-Replayed on a replay)"),
+            body="DepositIn", params=[account, _IDEMPOTENCY_KEY],
+            errors=(400, 401, 403, 404, 415, 422))},
+        "/v1/accounts/{account_id}/balance": {"get": _operation(
+            "Current balance", "accounts:read", ("200", "BalanceOut", "the balance"),
+            params=[account], errors=(401, 403, 404))},
+        "/v1/accounts/{account_id}/transactions": {"get": _operation(
+            "Transaction history, newest first", "transactions:read",
+            ("200", "TransactionPage", "one page; follow next_cursor for the next"),
+            params=[account,
+                    {"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+            errors=(400, 401, 403, 404))},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "SentinelStream", "version": "1",
+                 "description": "Real-time fraud screening for card payments"},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }

@@ -1,0 +1,1 @@
+"""Operations: settings, the application object that wires everything, the CLI."""

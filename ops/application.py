@@ -1,0 +1,123 @@
+"""The application object: owns every resource and the order they start and stop in.
+
+uvicorn-style: `serve()` = `startup()` -> `main_loop()` -> `shutdown()`. Signals only set
+`should_exit`. Shutdown stops intake at the edge and waits for every accepted request to be
+answered (aiohttp's graceful shutdown, while the pipeline keeps running), then drains the
+pipeline, then closes the pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import asyncpg
+import redis.asyncio as redis
+from aiohttp import web
+
+from http_edge.app import Probes, build_app
+from http_edge.auth import TokenIssuer
+from http_edge.handlers import Api
+from http_edge.metrics import EdgeStatistics
+from ledger.repository import Ledger, open_pool
+from ops.settings import Settings
+from pipeline import Pipeline, Stage
+from stages.idempotency import IdempotencyCache, IdempotencyStage
+from stages.ledger import LedgerStage
+from stages.respond import RespondStage
+
+log = logging.getLogger(__name__)
+
+
+class Application:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.should_exit = asyncio.Event()
+        self.pool: asyncpg.Pool | None = None
+        self.redis: redis.Redis | None = None
+        self.pipeline: Pipeline | None = None
+        self.runner: web.AppRunner | None = None
+        self.api: Api | None = None
+        self.port: int | None = None
+
+    def tokens(self) -> TokenIssuer:
+        s = self.settings
+        return TokenIssuer(s.jwt_secret, issuer=s.jwt_issuer, audience=s.jwt_audience)
+
+    def build_pipeline(self, ledger: Ledger, cache: IdempotencyCache) -> Pipeline:
+        s = self.settings
+        return Pipeline([
+            Stage("idempotency", IdempotencyStage(cache), s.stage("idempotency")),
+            Stage("ledger", LedgerStage(ledger), s.stage("ledger")),
+            Stage("respond", RespondStage(cache), s.stage("respond")),
+        ])
+
+    async def startup(self) -> None:
+        s = self.settings
+        self.pool = await open_pool(s.database_url, min_size=s.db_pool_min,
+                                    max_size=s.db_pool_max)
+        self.redis = redis.Redis.from_url(s.redis_url)
+        ledger = Ledger(self.pool)
+        cache = IdempotencyCache(self.redis, prefix=s.redis_prefix, ttl_s=s.idempotency_ttl_s,
+                                 inflight_ttl_s=s.idempotency_inflight_ttl_s)
+        self.pipeline = self.build_pipeline(ledger, cache)
+        await self.pipeline.start()
+        self.api = api = Api(ledger=ledger, pipeline=self.pipeline, cache=cache,
+                  statistics=EdgeStatistics(),
+                  request_deadline_s=s.request_deadline_ms / 1000)
+        redis_client = self.redis
+
+        async def redis_ping() -> None:
+            await redis_client.ping()
+
+        app = build_app(api, self.tokens(),
+                        Probes({"postgresql": ledger.ping, "redis": redis_ping}),
+                        max_body_bytes=s.max_body_bytes)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=s.shutdown_timeout_s)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.http_host, s.http_port, reuse_port=s.http_reuse_port)
+        await site.start()
+        sockets = [sock for server in [site._server] if server is not None
+                   for sock in getattr(server, "sockets", [])]
+        self.port = sockets[0].getsockname()[1] if sockets else s.http_port
+
+    async def main_loop(self) -> None:
+        await self.should_exit.wait()
+
+    async def shutdown(self) -> None:
+        if self.runner is not None:
+            # Closes the listening socket, then waits for in-flight handlers to answer.
+            await self.runner.cleanup()
+        if self.pipeline is not None:
+            await self.pipeline.drain(self.settings.shutdown_timeout_s)
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.should_exit.set)
+
+    async def serve(self) -> None:
+        self.install_signal_handlers()
+        try:
+            await self.startup()
+            assert self.port is not None
+            log.info("SentinelStream ready on http://%s:%d", self.settings.http_host, self.port)
+            print(ready_banner(self.settings.http_host, self.port), flush=True)
+            await self.main_loop()
+            log.info("shutting down: stopping intake, answering accepted requests")
+        finally:
+            await self.shutdown()
+
+
+def ready_banner(host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    return f"""SentinelStream ready on {base}
+  get a token:   TOKEN=$(.venv/bin/sentinel token --sub demo --scope admin)
+  screen one:    see README.md "Quick start" for the account, deposit and transaction curls
+                 curl -s {base}/readyz"""

@@ -1,0 +1,121 @@
+"""The one typed settings object, read once from `SENTINEL_*` environment variables.
+
+Nothing else in the project reads `os.environ`: the CLI calls `load_settings()` and passes the
+frozen result down. Every error names the variable that caused it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from pipeline import StageConfig
+
+PREFIX = "SENTINEL_"
+STAGE_PREFIX = "SENTINEL_STAGE_"
+
+# Defaults per pipeline stage; tuned on the 2-core dev machine (see BENCHMARKS.md).
+DEFAULT_STAGES: dict[str, StageConfig] = {
+    "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=1.0, queue_max=4096),
+    "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096),
+    "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
+}
+
+
+class SettingsError(Exception):
+    """A `SENTINEL_*` variable is missing or malformed; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # Several edge processes may share one port (SO_REUSEPORT), one per core.
+    http_reuse_port: bool = False
+    log_level: str = "INFO"
+    # The service's own role: it may INSERT into the ledger, never UPDATE or DELETE.
+    database_url: str = "postgresql://sentinel_app@127.0.0.1:5432/sentinel"
+    # The owner role: runs migrations, owns the tables. Never used by the serving process.
+    admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/sentinel"
+    db_pool_min: int = 2
+    db_pool_max: int = 12
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "sentinel"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    jwt_secret: str = "dev-only-secret-change-me-in-production-0123456789"
+    jwt_issuer: str = "sentinelstream"
+    jwt_audience: str = "sentinelstream-api"
+    request_deadline_ms: int = 200
+    idempotency_ttl_s: int = 86_400
+    idempotency_inflight_ttl_s: int = 30
+    shutdown_timeout_s: float = 30.0
+    max_body_bytes: int = 65_536
+    stages: dict[str, StageConfig] = msgspec.field(default_factory=lambda: dict(DEFAULT_STAGES))
+
+    def stage(self, name: str) -> StageConfig:
+        return self.stages[name]
+
+
+def _convert(name: str, raw: str, kind: Any) -> Any:
+    if kind is bool or kind == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+    try:
+        if kind is int or kind == "int":
+            return int(raw)
+        if kind is float or kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+    if not raw:
+        raise SettingsError(f"{name} is set but empty")
+    return raw
+
+
+_STAGE_FIELDS = {"WORKERS": "workers", "BATCH_MAX": "batch_max",
+                 "BATCH_WAIT_MS": "batch_wait_ms", "QUEUE_MAX": "queue_max"}
+
+
+def _stage_variable(name: str) -> tuple[str, str]:
+    """`SENTINEL_STAGE_LEDGER_BATCH_MAX` -> ("ledger", "batch_max")."""
+    rest = name[len(STAGE_PREFIX):]
+    for suffix, field in _STAGE_FIELDS.items():
+        if rest.endswith("_" + suffix):
+            return rest[: -len(suffix) - 1].lower(), field
+    raise SettingsError(f"{name}: unknown stage setting (use _WORKERS, _BATCH_MAX, "
+                        f"_BATCH_WAIT_MS or _QUEUE_MAX)")
+
+
+def _load_stages(environ: Mapping[str, str]) -> dict[str, StageConfig]:
+    stages = dict(DEFAULT_STAGES)
+    for name, raw in environ.items():
+        if not name.startswith(STAGE_PREFIX):
+            continue
+        stage, field = _stage_variable(name)
+        if stage not in stages:
+            raise SettingsError(f"{name}: unknown stage {stage!r} (known: {sorted(stages)})")
+        kind = float if field == "batch_wait_ms" else int
+        value = _convert(name, raw, kind)
+        if value < 0 or (field != "batch_wait_ms" and value < 1):
+            raise SettingsError(f"{name}={raw!r} must be positive")
+        stages[stage] = msgspec.structs.replace(stages[stage], **{field: value})
+    return stages
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment (default: `os.environ`)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(Settings):
+        if field.name == "stages":
+            continue
+        name = PREFIX + field.name.upper()
+        if name in environ:
+            values[field.name] = _convert(name, environ[name], field.type)
+    values["stages"] = _load_stages(environ)
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Thin adapters from the domain packages to the pipeline runtime, one stage per module."""
