@@ -50,8 +50,12 @@ _decoders: dict[type, msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls) for cls in (TransactionIn, AccountIn, DepositIn)}
 
 
-def requires(scope: str) -> Callable[[Handler], Handler]:
-    def mark(handler: Handler) -> Handler:
+F = TypeVar("F", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def requires(scope: str) -> Callable[[F], F]:
+    """Declare the scope a handler needs; the auth middleware reads it."""
+    def mark(handler: F) -> F:
         handler.required_scope = scope  # type: ignore[attr-defined]
         return handler
     return mark

@@ -36,7 +36,7 @@ class StrictBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     pass
 
 
-class TransactionIn(StrictBody):
+class TransactionIn(StrictBody, frozen=True):
     transaction_id: Identifier
     account_id: AccountId
     card_id: Identifier
@@ -88,7 +88,7 @@ class TransactionPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
-class AccountIn(StrictBody):
+class AccountIn(StrictBody, frozen=True):
     account_id: AccountId
     currency: Currency
     home_country: Country
@@ -108,7 +108,7 @@ class AccountOut(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
-class DepositIn(StrictBody):
+class DepositIn(StrictBody, frozen=True):
     amount: Amount
     currency: Currency
 

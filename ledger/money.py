@@ -67,7 +67,7 @@ def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
     if len(fraction) > places:
         raise InvalidAmount(f"amount {text!r} has {len(fraction)} decimal places but "
                             f"{currency} allows at most {places}")
-    minor = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
+    minor: int = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
     if minor == 0 and not allow_zero:
         raise InvalidAmount(f"amount {text!r} must be greater than zero")
     if minor > MAX_MINOR_UNITS:

@@ -57,6 +57,12 @@ async def converting_errors() -> AsyncIterator[None]:
         raise LedgerUnavailable(type(exc).__name__) from exc
 
 
+def _one(row: asyncpg.Record | None, what: str) -> asyncpg.Record:
+    if row is None:  # the SQL always returns a row here; None means a broken schema
+        raise LedgerError(f"{what} returned no row")
+    return row
+
+
 def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
@@ -151,8 +157,8 @@ class Ledger:
                 spec.home_lon, spec.overdraft_limit_minor)
             if row is not None:
                 return _account(row), True
-            existing = _account(await conn.fetchrow(
-                "SELECT * FROM accounts WHERE account_id = $1", spec.account_id))
+            existing = _account(_one(await conn.fetchrow(
+                "SELECT * FROM accounts WHERE account_id = $1", spec.account_id), "accounts"))
         same = (existing.currency, existing.home_country, existing.home_lat, existing.home_lon,
                 existing.overdraft_limit_minor) == (
                 spec.currency, spec.home_country, spec.home_lat, spec.home_lon,
@@ -185,9 +191,10 @@ class Ledger:
     async def post_deposit(self, *, client_id: str, idem_key: str, fingerprint: bytes,
                            account_id: str, amount_minor: int, currency: str) -> DepositRecord:
         async with converting_errors():
-            row = await self._pool.fetchrow(
+            row = _one(await self._pool.fetchrow(
                 "SELECT * FROM ledger_post_deposit($1, $2, $3, $4, $5, $6)",
-                client_id, idem_key, fingerprint, account_id, amount_minor, currency)
+                client_id, idem_key, fingerprint, account_id, amount_minor, currency),
+                "ledger_post_deposit")
         status = row["status"]
         if status == "unknown_account":
             raise UnknownAccount(account_id)

@@ -23,7 +23,7 @@ class HistogramSnapshot(msgspec.Struct, frozen=True):
 
 
 class Histogram:
-    __slots__ = ("_bounds", "_counts", "_count", "_sum")
+    __slots__ = ("_bounds", "_count", "_counts", "_sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         if list(bounds) != sorted(set(bounds)):

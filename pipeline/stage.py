@@ -192,7 +192,7 @@ class Stage:
             if len(outcomes) != len(live):
                 raise ValueError(f"handler returned {len(outcomes)} outcomes "
                                  f"for {len(live)} items")
-        except Exception as exc:  # noqa: BLE001 - the items fail, the stage survives
+        except Exception as exc:
             self._service_ms.observe((self._clock() - started) * 1000)
             log.exception("stage %r failed a batch of %d", self.name, len(live))
             self._failed += len(live)

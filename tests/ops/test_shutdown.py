@@ -87,6 +87,7 @@ async def test_sigterm_during_burst_loses_nothing(database, pool):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    print(f"answered={len(answered)} refused={refused}")
     assert code == 0, (await proc.stderr.read()).decode()
     recorded = {r["transaction_id"] for r in await pool.fetch(
         "SELECT transaction_id FROM transactions WHERE account_id = $1", account)}
