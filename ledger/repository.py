@@ -242,8 +242,11 @@ class Ledger:
         return HistoryPage(items=[_view(r) for r in rows], next_cursor=next_cursor)
 
 
-async def open_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+async def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout_s: float = 2.0,
+                    command_timeout_s: float = 10.0) -> asyncpg.Pool:
     async with converting_errors():
-        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size,
-                                                       max_size=max_size)
+        # A short connect timeout: with PostgreSQL down the edge must answer 503 fast.
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout_s,
+            command_timeout=command_timeout_s)
     return pool

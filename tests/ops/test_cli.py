@@ -1,0 +1,49 @@
+"""The `sentinel` command, run in-process against the test database."""
+
+from __future__ import annotations
+
+import pytest
+
+from http_edge.auth import TokenIssuer
+from ops import cli
+
+
+@pytest.fixture
+def env(monkeypatch, database):
+    monkeypatch.setenv("SENTINEL_DATABASE_URL", database.database_url)
+    monkeypatch.setenv("SENTINEL_ADMIN_DATABASE_URL", database.admin_database_url)
+    monkeypatch.setenv("SENTINEL_JWT_SECRET", database.jwt_secret)
+    return database
+
+
+def test_token_prints_a_verifiable_token(env, capsys):
+    assert cli.main(["token", "--sub", "gw", "--scope", "transactions:write",
+                     "--scope", "accounts:read", "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    issuer = TokenIssuer(env.jwt_secret, issuer=env.jwt_issuer, audience=env.jwt_audience)
+    principal = issuer.verify(f"Bearer {token}")
+    assert principal.subject == "gw"
+    assert principal.scopes == {"transactions:write", "accounts:read"}
+
+
+def test_token_refuses_unknown_scopes(env, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["token", "--sub", "gw", "--scope", "root"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_configuration_errors_name_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("SENTINEL_HTTP_PORT", "not-a-port")
+    assert cli.main(["token", "--sub", "gw", "--scope", "admin"]) == 2
+    assert "SENTINEL_HTTP_PORT" in capsys.readouterr().err
+
+
+def test_migrate_is_idempotent(env, capsys):
+    assert cli.main(["migrate"]) == 0
+    assert "none (up to date)" in capsys.readouterr().out
+
+
+def test_verify_ledger_on_the_test_database(env, capsys):
+    assert cli.main(["verify-ledger"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OK")
