@@ -15,6 +15,8 @@ import signal
 import asyncpg
 import redis.asyncio as redis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from http_edge.app import Probes, build_app
 from http_edge.auth import TokenIssuer
@@ -28,6 +30,16 @@ from stages.ledger import LedgerStage
 from stages.respond import RespondStage
 
 log = logging.getLogger(__name__)
+
+
+def open_redis(url: str) -> redis.Redis:
+    """A Redis client that fails within a second instead of retrying for many.
+
+    Redis is only the fast path (idempotency falls back to PostgreSQL), so a dead Redis must
+    cost a request milliseconds, not redis-py's default retries with backoff.
+    """
+    return redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=1.0,
+                                retry=Retry(NoBackoff(), retries=1))
 
 
 class Application:
@@ -57,7 +69,7 @@ class Application:
         s = self.settings
         self.pool = await open_pool(s.database_url, min_size=s.db_pool_min,
                                     max_size=s.db_pool_max)
-        self.redis = redis.Redis.from_url(s.redis_url)
+        self.redis = open_redis(s.redis_url)
         ledger = Ledger(self.pool)
         cache = IdempotencyCache(self.redis, prefix=s.redis_prefix, ttl_s=s.idempotency_ttl_s,
                                  inflight_ttl_s=s.idempotency_inflight_ttl_s)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import redis.asyncio as redis
 
 from ledger.errors import IdempotencyKeyReused
 from ledger.records import PaymentRecord, PaymentRequest
+from ops.application import open_redis
 from pipeline import Finish
 from stages.idempotency import IdempotencyCache, IdempotencyStage
 from stages.respond import RespondStage
@@ -77,7 +77,7 @@ async def test_release_only_drops_our_own_marker(cache, redis_client):
 
 
 async def test_redis_down_lets_every_item_through_to_the_ledger(settings):
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = open_redis("redis://127.0.0.1:1/0")
     cache = IdempotencyCache(dead, prefix="x", ttl_s=60, inflight_ttl_s=60)
     items = [screening(cache, unique("k")) for _ in range(3)]
     assert await IdempotencyStage(cache)(items) == items
