@@ -139,16 +139,16 @@ class Ledger:
             await self._pool.fetchval("SELECT 1")
 
     async def create_account(self, spec: AccountSpec) -> tuple[AccountState, bool]:
-        """Create a cardholder account (and its currency's system accounts).
+        """Create a cardholder account (and its currency's funding account).
 
         Returns the account and whether it was created now; an existing account with the
         same attributes is returned as is, one with other attributes is AccountExists.
         """
         async with converting_errors(), self._pool.acquire() as conn, conn.transaction():
+            # Settlement accounts are made by the posting function, per shard.
             await conn.execute(
-                "INSERT INTO accounts (account_id, kind, currency) VALUES "
-                "('settlement:' || $1, 'settlement', $1), ('funding:' || $1, 'funding', $1) "
-                "ON CONFLICT DO NOTHING", spec.currency)
+                "INSERT INTO accounts (account_id, kind, currency) "
+                "VALUES ('funding:' || $1, 'funding', $1) ON CONFLICT DO NOTHING", spec.currency)
             row = await conn.fetchrow(
                 "INSERT INTO accounts (account_id, kind, currency, home_country, home_lat, "
                 "home_lon, overdraft_limit_minor) VALUES ($1, 'cardholder', $2, $3, $4, $5, $6) "
