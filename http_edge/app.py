@@ -7,6 +7,7 @@ here, in one place) -> JWT scopes -> handler.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[None]]
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,9 @@ def _error_response(request: web.Request, exc: BaseException) -> web.Response:
 def _error_middleware(api: Api) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-Id", "")
+        if not _REQUEST_ID.fullmatch(request_id):  # never echo arbitrary bytes back
+            request_id = uuid.uuid4().hex
         request[REQUEST_ID] = request_id
         try:
             response = await handler(request)

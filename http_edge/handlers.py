@@ -6,6 +6,7 @@ Each handler declares the scope it needs with `@requires`; the auth middleware e
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from http_edge.schemas import (
     TransactionPage,
 )
 from http_edge.validation import account_spec, deposit, idempotency_key, payment_request
+from ledger.errors import TransactionNotFound, UnknownAccount
 from ledger.money import format_amount
 from ledger.records import AccountState, PaymentRecord, TransactionView
 from ledger.repository import Ledger
@@ -76,7 +78,8 @@ async def read_body(request: web.Request, cls: type[T]) -> T:
         return _decoders[cls].decode(raw)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         raise invalid_body(exc) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 in strings.
         raise MalformedJson(f"the body is not valid JSON: {exc}") from None
 
 
@@ -113,6 +116,24 @@ def account_out(state: AccountState) -> AccountOut:
         home_lat=state.home_lat, home_lon=state.home_lon,
         overdraft_limit=format_amount(state.overdraft_limit_minor, state.currency),
         balance=format_amount(state.balance_minor, state.currency), created_at=state.created_at)
+
+
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def account_id_of(request: web.Request) -> str:
+    """The path's account id; one that could never exist is simply not found."""
+    account_id = request.match_info["account_id"]
+    if not _ID.fullmatch(account_id):
+        raise UnknownAccount(account_id[:80])
+    return account_id
+
+
+def transaction_id_of(request: web.Request) -> str:
+    transaction_id = request.match_info["transaction_id"]
+    if not _ID.fullmatch(transaction_id):
+        raise TransactionNotFound(transaction_id[:80])
+    return transaction_id
 
 
 def page_limit(raw: str | None) -> int:
@@ -164,7 +185,7 @@ class Api:
 
     @requires("transactions:read")
     async def get_transaction(self, request: web.Request) -> web.Response:
-        view = await self.ledger.get_transaction(request.match_info["transaction_id"])
+        view = await self.ledger.get_transaction(transaction_id_of(request))
         return json_response(transaction_detail(view))
 
     @requires("accounts:write")
@@ -176,14 +197,14 @@ class Api:
 
     @requires("accounts:read")
     async def get_account(self, request: web.Request) -> web.Response:
-        state = await self.ledger.get_account(request.match_info["account_id"])
+        state = await self.ledger.get_account(account_id_of(request))
         return json_response(account_out(state))
 
     @requires("accounts:write")
     async def deposit(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL]
         key = idempotency_key(request.headers.get("Idempotency-Key"))
-        account_id = request.match_info["account_id"]
+        account_id = account_id_of(request)
         body = await read_body(request, DepositIn)
         amount_minor, fingerprint = deposit(body, account_id)
         record = await self.ledger.post_deposit(
@@ -199,7 +220,7 @@ class Api:
 
     @requires("accounts:read")
     async def balance(self, request: web.Request) -> web.Response:
-        state = await self.ledger.get_account(request.match_info["account_id"])
+        state = await self.ledger.get_account(account_id_of(request))
         fmt = format_amount
         return json_response(BalanceOut(
             account_id=state.account_id, currency=state.currency,
@@ -210,7 +231,7 @@ class Api:
     @requires("transactions:read")
     async def history(self, request: web.Request) -> web.Response:
         limit = page_limit(request.query.get("limit"))
-        page = await self.ledger.history(request.match_info["account_id"], limit=limit,
+        page = await self.ledger.history(account_id_of(request), limit=limit,
                                          cursor=request.query.get("cursor") or None)
         return json_response(TransactionPage(
             items=[transaction_detail(v) for v in page.items], next_cursor=page.next_cursor))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from tests.conftest import unique
@@ -19,6 +20,9 @@ def without(field):
 BODIES = [
     ("not json", b"{nope", 400, "malformed_json", None),
     ("empty body", b"", 400, "malformed_json", None),
+    ("invalid utf-8", b'{"transaction_id": "\xff\xfe"}', 400, "malformed_json", None),
+    ("deep nesting", b"[" * 10_000 + b"]" * 10_000, 422, "invalid_body", "/"),
+    ("trailing garbage", msgspec.json.encode(GOOD) + b" x", 400, "malformed_json", None),
     ("array body", [1, 2], 422, "invalid_body", "/"),
     ("unknown field", {**GOOD, "amout": "1"}, 422, "unknown_field", "/amout"),
     ("missing amount", without("amount"), 422, "missing_field", "/amount"),
@@ -131,3 +135,28 @@ async def test_unknown_route_and_method_are_problems(server):
     assert (got, problem["code"]) == (404, "not_found")
     got, problem, _ = await server.call("DELETE", "/v1/transactions")
     assert (got, problem["code"]) == (405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/accounts/%00/balance", "/v1/accounts/a%20b/transactions", "/v1/accounts/" + "x" * 65,
+    "/v1/transactions/%00", "/v1/transactions/%F0%9F%92%B3"])
+async def test_impossible_ids_in_paths_are_404_not_500(server, path):
+    got, problem, _ = await server.call("GET", path)
+    assert got == 404, problem
+    assert problem["code"] in ("account_not_found", "transaction_not_found")
+
+
+async def test_deposit_to_impossible_account_is_404(server):
+    got, problem, _ = await server.call("POST", "/v1/accounts/%00/deposits",
+                                        json={"amount": "1.00", "currency": "EUR"},
+                                        headers={"Idempotency-Key": unique("d")})
+    assert (got, problem["code"]) == (404, "account_not_found")
+
+
+async def test_request_id_is_echoed_only_when_safe(server):
+    _, _, headers = await server.call("GET", "/healthz", scopes=(),
+                                      headers={"X-Request-Id": "abc-123"})
+    assert headers["X-Request-Id"] == "abc-123"
+    _, _, headers = await server.call("GET", "/healthz", scopes=(),
+                                      headers={"X-Request-Id": "<script>"})
+    assert headers["X-Request-Id"] != "<script>" and len(headers["X-Request-Id"]) == 32
