@@ -180,10 +180,16 @@ class Ledger:
         self, requests: Sequence[PaymentRequest]
     ) -> list[PaymentRecord | LedgerError]:
         """Record a micro-batch in one round trip and one commit; one outcome per request."""
+        batch = _encode_batch(requests).decode()
         async with converting_errors():
-            rows = await self._pool.fetch(
-                "SELECT * FROM ledger_post_payments($1::jsonb)",
-                _encode_batch(requests).decode())
+            try:
+                rows = await self._pool.fetch("SELECT * FROM ledger_post_payments($1::jsonb)",
+                                              batch)
+            except asyncpg.DeadlockDetectedError:
+                # Only twin requests racing in two batches can cross their key locks; the
+                # batch was rolled back whole, so running it again is safe.
+                rows = await self._pool.fetch("SELECT * FROM ledger_post_payments($1::jsonb)",
+                                              batch)
         by_ord = {row["ord"]: row for row in rows}
         return [_payment_outcome(request, by_ord[i])
                 for i, request in enumerate(requests, start=1)]

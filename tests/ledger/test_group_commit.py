@@ -1,0 +1,76 @@
+"""The group-commit function directly: batches with twins, and a deadlock that is retried."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import msgspec
+
+from ledger.errors import IdempotencyKeyReused, TransactionExists, UnknownAccount
+from ledger.records import AccountSpec, PaymentRecord, PaymentRequest
+from tests.conftest import unique
+
+
+async def _account(ledger, balance_minor: int = 100_000) -> str:
+    account_id = unique("acct")
+    await ledger.create_account(AccountSpec(account_id=account_id, currency="EUR",
+                                            home_country="DE"))
+    await ledger.post_deposit(client_id="c", idem_key=unique("d"), fingerprint=b"f",
+                              account_id=account_id, amount_minor=balance_minor,
+                              currency="EUR")
+    return account_id
+
+
+def _payment(account_id: str, **changes) -> PaymentRequest:
+    base = PaymentRequest(client_id="c", idem_key=unique("k"), fingerprint="aa",
+                          transaction_id=unique("t"), account_id=account_id, card_id="card",
+                          merchant_id="m", amount_minor=1_000, currency="EUR",
+                          merchant_category="misc", country="DE", lat=None, lon=None,
+                          event_time=datetime(2026, 11, 29, tzinfo=UTC))
+    return msgspec.structs.replace(base, **changes)
+
+
+async def test_one_batch_with_twins_and_refusals(ledger):
+    account = await _account(ledger)
+    first = _payment(account)
+    outcomes = await ledger.post_payments([
+        first,
+        first,                                                    # exact twin: replay
+        msgspec.structs.replace(first, fingerprint="bb"),         # same key, other body
+        _payment(account, transaction_id=first.transaction_id),   # same txn, other key
+        _payment("nobody"),
+        _payment(account, decision="flag", reasons=["rule_x"]),
+    ])
+    assert isinstance(outcomes[0], PaymentRecord) and not outcomes[0].replayed
+    assert isinstance(outcomes[1], PaymentRecord) and outcomes[1].replayed
+    assert outcomes[1].balance_after_minor == outcomes[0].balance_after_minor == 99_000
+    assert isinstance(outcomes[2], IdempotencyKeyReused)
+    assert isinstance(outcomes[3], TransactionExists)
+    assert isinstance(outcomes[4], UnknownAccount)
+    assert outcomes[5].decision == "flag" and outcomes[5].reasons == ["rule_x"]
+    assert outcomes[5].balance_after_minor == 98_000
+
+
+async def test_crossed_key_locks_deadlock_and_the_batch_is_retried(ledger, pool):
+    a, b = await _account(ledger), await _account(ledger)
+    k1, k2 = _payment(a), _payment(b)
+    async with pool.acquire() as other:
+        tx = other.transaction()
+        await tx.start()
+        # Another session holds key 2 and will want key 1: the batch below holds key 1 and
+        # waits for key 2, a deadlock PostgreSQL breaks by aborting the batch (it waited first).
+        await other.execute("INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, "
+                            "transaction_id) VALUES ('c', $1, '\\x00', $2)",
+                            k2.idem_key, unique("t"))
+        batch = asyncio.create_task(ledger.post_payments([k1, k2]))
+        await asyncio.sleep(0.2)  # let the batch take key 1 and block on key 2
+        blocked = asyncio.create_task(other.execute(
+            "INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, transaction_id) "
+            "VALUES ('c', $1, '\\x00', 'x') ON CONFLICT DO NOTHING", k1.idem_key))
+        await asyncio.wait({batch, blocked}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait_for(blocked, 10)
+        await tx.rollback()
+    outcomes = await asyncio.wait_for(batch, 10)
+    assert [type(o) for o in outcomes] == [PaymentRecord, PaymentRecord]
+    assert [o.replayed for o in outcomes] == [False, False]
