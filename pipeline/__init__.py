@@ -6,7 +6,8 @@ Knows nothing about fraud; `tests/test_layering.py` keeps it that way.
 from pipeline.chain import Pipeline, PipelineStatistics
 from pipeline.errors import DeadlineExceeded, Overloaded, PipelineError, ShuttingDown, StageFailed
 from pipeline.histogram import Histogram, HistogramSnapshot
-from pipeline.stage import Finish, Item, Stage, StageConfig, StageStatistics
+from pipeline.item import Finish, Item
+from pipeline.stage import Stage, StageConfig, StageStatistics
 
 __all__ = [
     "DeadlineExceeded", "Finish", "Histogram", "HistogramSnapshot", "Item", "Overloaded",

@@ -10,15 +10,23 @@ from typing import Any
 import msgspec
 
 from pipeline.errors import ShuttingDown
-from pipeline.stage import Clock, Item, Stage, StageStatistics
+from pipeline.item import Item
+from pipeline.stage import Clock, Stage, StageStatistics
 
 
-class PipelineStatistics(msgspec.Struct, frozen=True):
+class PipelineStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Every stage at one instant, in order; `pending`: accepted items not yet answered."""
+
     stages: tuple[StageStatistics, ...]
     pending: int
 
 
 class Pipeline:
+    """Stages run in order: stage i's outputs are put (with backpressure) into stage i+1.
+
+    `clock` sets the items' deadlines; give the stages the same clock.
+    """
+
     def __init__(self, stages: Sequence[Stage], *, clock: Clock = time.monotonic) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
@@ -35,20 +43,18 @@ class Pipeline:
         self._pending: set[Item] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._accepting = False
 
     def stage(self, name: str) -> Stage:
         return self._by_name[name]
 
     async def start(self) -> None:
-        for stage in self._stages:
+        # Downstream first, so no stage hands items to a stage that is not running yet.
+        for stage in reversed(self._stages):
             stage.start()
-        self._accepting = True
 
     def submit_nowait(self, payload: Any, *, deadline_s: float) -> Item:
-        """Accept one item, or raise Overloaded / ShuttingDown at once. Await `item.future`."""
-        if not self._accepting:
-            raise ShuttingDown()
+        """Accept one item with `deadline_s` seconds to live, or raise Overloaded /
+        ShuttingDown at once. The caller awaits `item.future`."""
         item = Item(payload, self._clock() + deadline_s,
                     asyncio.get_running_loop().create_future())
         self._stages[0].put_nowait(item)
@@ -57,8 +63,9 @@ class Pipeline:
         return item
 
     def _settled(self, item: Item) -> None:
-        self._pending.discard(item)
-        if not self._pending:
+        pending = self._pending
+        pending.discard(item)
+        if not pending:
             self._idle.set()
 
     async def wait_idle(self) -> None:
@@ -66,8 +73,9 @@ class Pipeline:
         await self._idle.wait()
 
     async def drain(self, timeout_s: float) -> None:
-        """Stop intake, answer everything already accepted (up to timeout_s), stop workers."""
-        self._accepting = False
+        """Stop intake now, wait up to timeout_s for every accepted item to be answered, fail
+        the ones still pending with ShuttingDown, then stop the workers."""
+        self._stages[0].close()
         try:
             async with asyncio.timeout(timeout_s):
                 await self._idle.wait()
@@ -75,12 +83,21 @@ class Pipeline:
             for item in list(self._pending):
                 if not item.future.done():
                     item.future.set_exception(ShuttingDown(
-                        f"not finished within the {timeout_s:g} s shutdown timeout"))
+                        f"not answered within the {timeout_s:g} s shutdown timeout"))
                 self._settled(item)
-        finally:
-            for stage in self._stages:
+        await self._stop_stages()
+
+    async def _stop_stages(self) -> None:
+        """Stop every stage, even if one of them raises; then raise the first error."""
+        errors: list[Exception] = []
+        for stage in self._stages:
+            try:
                 await stage.stop()
+            except Exception as exc:  # a worker died; stop the other stages all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def statistics(self) -> PipelineStatistics:
-        return PipelineStatistics(tuple(stage.statistics() for stage in self._stages),
-                                  len(self._pending))
+        return PipelineStatistics(stages=tuple(stage.statistics() for stage in self._stages),
+                                  pending=len(self._pending))

@@ -1,17 +1,17 @@
-"""Errors of the pipeline runtime, each with a stable `code`.
+"""Errors of the pipeline runtime; each carries a stable `code` the edge maps to a response.
 
-    PipelineError
-    ├── Overloaded          overloaded         a stage's queue is full: shed load, retry later
-    ├── ShuttingDown        shutting_down      intake is closed, or drain timed out
-    ├── DeadlineExceeded    deadline_exceeded  the item's deadline passed before a stage ran it
-    └── StageFailed         stage_failed       the stage's handler raised (see __cause__)
+    PipelineError                            code
+    ├── Overloaded(stage, retry_after_s)     overloaded         a queue is full: shed, retry later
+    ├── ShuttingDown                         shutting_down      intake closed, or drain timed out
+    ├── DeadlineExceeded(stage)              deadline_exceeded  deadline passed before the stage ran
+    └── StageFailed(stage) from cause        stage_failed       the handler raised or miscounted
 """
 
 from __future__ import annotations
 
 
 class PipelineError(Exception):
-    code = "pipeline_error"
+    code: str = "pipeline_error"
 
 
 class Overloaded(PipelineError):
@@ -34,11 +34,13 @@ class DeadlineExceeded(PipelineError):
     code = "deadline_exceeded"
 
     def __init__(self, stage: str) -> None:
-        super().__init__(f"the request's deadline passed before stage {stage!r} could run it")
+        super().__init__(f"the deadline passed before stage {stage!r} could run the item")
         self.stage = stage
 
 
 class StageFailed(PipelineError):
+    """Set on every item of a batch whose handler failed; `__cause__` is the original error."""
+
     code = "stage_failed"
 
     def __init__(self, stage: str, cause: BaseException) -> None:

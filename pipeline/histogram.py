@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 import msgspec
 
@@ -14,7 +15,7 @@ BATCH_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class HistogramSnapshot(msgspec.Struct, frozen=True):
-    """Counts are cumulative (Prometheus `le` semantics); the last one is +Inf."""
+    """Counts are cumulative, as Prometheus wants (`le` semantics); the last one is +Inf."""
 
     bounds: tuple[float, ...]
     counts: tuple[int, ...]
@@ -23,12 +24,16 @@ class HistogramSnapshot(msgspec.Struct, frozen=True):
 
 
 class Histogram:
+    """Counts per bucket (`value <= bound`, then +Inf), sum and count; O(log buckets) per
+    observation."""
+
     __slots__ = ("_bounds", "_count", "_counts", "_sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
-        if list(bounds) != sorted(set(bounds)):
-            raise ValueError("histogram bounds must be strictly increasing")
         self._bounds = tuple(float(b) for b in bounds)
+        if not all(map(math.isfinite, self._bounds)) or any(
+                a >= b for a, b in pairwise(self._bounds)):
+            raise ValueError(f"histogram bounds must be finite and strictly increasing: {bounds}")
         self._counts = [0] * (len(self._bounds) + 1)
         self._sum = 0.0
         self._count = 0

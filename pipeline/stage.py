@@ -1,15 +1,16 @@
-"""A Stage: a bounded asyncio queue, K worker tasks and micro-batching around one handler.
+"""A Stage: a bounded queue, K owned worker tasks and micro-batching around one async handler.
 
-A worker waits for one item, then keeps taking items until it has `batch_max` or
-`batch_wait_ms` have passed since the first, whichever comes first, and hands the payloads
-to the handler in one call. The handler returns one outcome per payload: an exception fails
-that item, `Finish(v)` answers it now, anything else goes on to the next stage (or answers
-the item if this is the last stage).
+A worker waits for one item, then keeps taking items until it has `batch_max` of them or
+`batch_wait_ms` have passed, whichever comes first, drops the items whose deadline has passed,
+and hands the payloads to the handler in one call. The handler returns one outcome per payload,
+in order: an exception fails that item, `Finish(v)` answers it with `v`, anything else becomes
+its payload for the next stage (or its answer, if this is the last stage).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,45 +18,32 @@ from typing import Any
 
 import msgspec
 
-from pipeline.errors import DeadlineExceeded, Overloaded, StageFailed
+from pipeline.errors import DeadlineExceeded, Overloaded, ShuttingDown, StageFailed
 from pipeline.histogram import BATCH_SIZE_BOUNDS, LATENCY_MS_BOUNDS, Histogram, HistogramSnapshot
+from pipeline.item import Finish, Item
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], Awaitable[Sequence[Any]]]
 Clock = Callable[[], float]
 
-# What a shed request is told to wait; a queue drains in milliseconds, a second is generous.
+# What a shed request is told to wait: a queue drains in milliseconds, a second is generous
+# and is the smallest value a Retry-After header can carry.
 RETRY_AFTER_S = 1.0
 
 
 class StageConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How a stage runs: worker tasks, micro-batch size and window, queue capacity."""
+
     workers: int
     batch_max: int
     batch_wait_ms: float
     queue_max: int
 
 
-class Finish(msgspec.Struct, frozen=True):
-    """A handler outcome that answers the item now, skipping the remaining stages."""
-
-    value: Any
-
-
-class Item:
-    """One unit of work and the future its submitter awaits."""
-
-    __slots__ = ("deadline_s", "enqueued_s", "future", "payload", "timings_ms")
-
-    def __init__(self, payload: Any, deadline_s: float, future: asyncio.Future[Any]) -> None:
-        self.payload = payload
-        self.deadline_s = deadline_s
-        self.future = future
-        self.enqueued_s = 0.0
-        self.timings_ms: dict[str, float] = {}
-
-
 class StageStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A stage at one instant. `in_flight`: items its workers hold (taken, not yet passed on)."""
+
     name: str
     workers: int
     queue_depth: int
@@ -71,24 +59,30 @@ class StageStatistics(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: HistogramSnapshot
 
 
-def _no_op(item: Item) -> None:
+def _ignore(item: Item) -> None:
     pass
 
 
 class Stage:
+    """One step of a pipeline. `start()` opens intake and starts the workers, `stop()` ends both."""
+
     def __init__(self, name: str, handler: Handler, config: StageConfig, *,
                  clock: Clock = time.monotonic) -> None:
-        if config.workers < 1 or config.batch_max < 1 or config.queue_max < 1:
+        if min(config.workers, config.batch_max, config.queue_max) < 1:
             raise ValueError(f"stage {name!r}: workers, batch_max and queue_max must be >= 1")
+        if config.batch_wait_ms < 0:
+            raise ValueError(f"stage {name!r}: batch_wait_ms must be >= 0")
         self.name = name
         self.config = config
+        # Wired by the Pipeline: where outputs go, and who hears that an item was answered.
         self.next: Stage | None = None
-        # Called once per item when its future is settled (the pipeline tracks pending items).
-        self.on_settled: Callable[[Item], None] = _no_op
+        self.on_settled: Callable[[Item], None] = _ignore
         self._handler = handler
         self._clock = clock
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=config.queue_max)
+        self._batch_max = config.batch_max
         self._batch_wait_s = config.batch_wait_ms / 1000
+        self._accepting = False
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
         self._accepted = self._completed = self._failed = self._expired = self._rejected = 0
@@ -99,7 +93,10 @@ class Stage:
     # -- intake ---------------------------------------------------------------------------
 
     def put_nowait(self, item: Item) -> None:
-        """Enqueue or raise Overloaded at once: the edge sheds load instead of queueing."""
+        """Enqueue, or raise Overloaded / ShuttingDown at once: the edge sheds, never queues."""
+        if not self._accepting:
+            self._rejected += 1
+            raise ShuttingDown(f"stage {self.name!r} is not accepting items")
         item.enqueued_s = self._clock()
         try:
             self._queue.put_nowait(item)
@@ -110,72 +107,106 @@ class Stage:
 
     async def put(self, item: Item) -> None:
         """Enqueue, waiting for room: the backpressure between chained stages."""
+        if not self._accepting:
+            self._rejected += 1
+            raise ShuttingDown(f"stage {self.name!r} is not accepting items")
+        # Time blocked here counts as queue wait in this stage: the item is waiting for it.
         item.enqueued_s = self._clock()
-        await self._queue.put(item)
+        queue = self._queue
+        if queue.full():
+            await queue.put(item)
+        else:
+            queue.put_nowait(item)
         self._accepted += 1
+
+    @property
+    def accepting(self) -> bool:
+        """Whether `put` and `put_nowait` take items (from `start()` until `close()`)."""
+        return self._accepting
+
+    def close(self) -> None:
+        """Stop intake: `put` and `put_nowait` raise ShuttingDown; queued items still run."""
+        self._accepting = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._workers:
             raise RuntimeError(f"stage {self.name!r} is already running")
+        self._accepting = True
         for i in range(self.config.workers):
             task = asyncio.create_task(self._work(), name=f"stage-{self.name}-{i}")
             task.add_done_callback(self._worker_done)
             self._workers.append(task)
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("worker %s of stage %r died", task.get_name(), self.name,
-                      exc_info=task.exception())
+        # Logged at once (a dead worker is a bug and costs capacity); stop() re-raises it.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("worker %s of stage %r died", task.get_name(), self.name, exc_info=error)
 
     async def stop(self) -> None:
-        """Cancel the workers and wait for them (call after the pipeline drained)."""
-        for task in self._workers:
+        """Close intake, cancel the workers and wait for them; the items still queued or in
+        a worker's batch fail with ShuttingDown. Re-raises the exception a worker died of."""
+        self.close()
+        workers, self._workers = self._workers, []
+        for task in workers:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
+        results = await asyncio.gather(*workers, return_exceptions=True)
+        while not self._queue.empty():
+            self._fail(self._queue.get_nowait(), ShuttingDown(f"stage {self.name!r} stopped"))
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
     # -- work -----------------------------------------------------------------------------
 
     async def _work(self) -> None:
         queue = self._queue
-        batch_max = self.config.batch_max
         while True:
             batch = [await queue.get()]
-            self._take_ready(batch, batch_max)
-            if len(batch) < batch_max and self._batch_wait_s > 0:
-                await self._fill(batch, batch_max)
-            await self._run(batch)
-
-    def _take_ready(self, batch: list[Item], batch_max: int) -> None:
-        queue = self._queue
-        while len(batch) < batch_max and not queue.empty():
-            batch.append(queue.get_nowait())
-
-    async def _fill(self, batch: list[Item], batch_max: int) -> None:
-        loop = asyncio.get_running_loop()
-        close_at = loop.time() + self._batch_wait_s
-        while len(batch) < batch_max:
-            remaining = close_at - loop.time()
-            if remaining <= 0:
-                return
+            self._in_flight += 1
             try:
-                async with asyncio.timeout(remaining):
+                if self._batch_max > 1:
+                    self._take_ready(batch)
+                    if self._batch_wait_s > 0 and len(batch) < self._batch_max:
+                        await self._fill(batch)
+                await self._run(batch)
+            except asyncio.CancelledError:
+                for item in batch:
+                    self._fail(item, ShuttingDown(f"stage {self.name!r} stopped"))
+                raise
+            finally:
+                self._in_flight -= len(batch)
+
+    def _take_ready(self, batch: list[Item]) -> None:
+        """Add what is already queued, up to batch_max, without waiting."""
+        queue = self._queue
+        count = min(self._batch_max - len(batch), queue.qsize())
+        for _ in range(count):
+            batch.append(queue.get_nowait())
+        self._in_flight += count
+
+    async def _fill(self, batch: list[Item]) -> None:
+        """Wait for more items until the batch is full or the batch window closes."""
+        # One timer for the whole window, not one per item. Cancelling Queue.get() never
+        # loses an item: it is only removed from the queue once get() returns it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._batch_wait_s):
+                while len(batch) < self._batch_max:
                     batch.append(await self._queue.get())
-            except TimeoutError:
-                return
-            self._take_ready(batch, batch_max)
+                    self._in_flight += 1
+                    self._take_ready(batch)
 
     def _live(self, batch: list[Item]) -> list[Item]:
-        """Record queue waits; fail and drop the items whose deadline has passed."""
+        """Record queue waits; fail and leave out the items whose deadline has passed."""
         now = self._clock()
+        observe = self._queue_wait_ms.observe
         live = []
         for item in batch:
-            self._queue_wait_ms.observe((now - item.enqueued_s) * 1000)
+            observe((now - item.enqueued_s) * 1000)
             if item.deadline_s <= now:
                 self._expired += 1
-                self._settle(item, error=DeadlineExceeded(self.name))
+                self._fail(item, DeadlineExceeded(self.name))
             else:
                 live.append(item)
         return live
@@ -184,7 +215,6 @@ class Stage:
         live = self._live(batch)
         if not live:
             return
-        self._in_flight += len(live)
         self._batch_size.observe(len(live))
         started = self._clock()
         try:
@@ -192,54 +222,60 @@ class Stage:
             if len(outcomes) != len(live):
                 raise ValueError(f"handler returned {len(outcomes)} outcomes "
                                  f"for {len(live)} items")
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                raise
+            # The batch fails, the stage survives. A CancelledError that was not aimed at
+            # this worker (leaked by the handler's libraries) is just another failure.
             self._service_ms.observe((self._clock() - started) * 1000)
-            log.exception("stage %r failed a batch of %d", self.name, len(live))
+            log.warning("stage %r failed a batch of %d: %r", self.name, len(live), exc)
             self._failed += len(live)
-            self._in_flight -= len(live)
             for item in live:
-                self._settle(item, error=StageFailed(self.name, exc))
+                self._fail(item, StageFailed(self.name, exc))
             return
         ended = self._clock()
         self._service_ms.observe((ended - started) * 1000)
-        try:
-            for item, outcome in zip(live, outcomes, strict=True):
-                item.timings_ms[self.name] = (ended - item.enqueued_s) * 1000
-                await self._hand_on(item, outcome)
-        finally:
-            self._in_flight -= len(live)
+        await self._hand_on(live, outcomes, ended)
 
-    async def _hand_on(self, item: Item, outcome: Any) -> None:
-        if isinstance(outcome, BaseException):
-            self._failed += 1
-            self._settle(item, error=outcome)
-            return
-        self._completed += 1
-        if isinstance(outcome, Finish):
-            self._settle(item, value=outcome.value)
-        elif self.next is None:
-            self._settle(item, value=outcome)
-        else:
-            item.payload = outcome
-            await self.next.put(item)
-
-    def _settle(self, item: Item, *, value: Any = None,
-                error: BaseException | None = None) -> None:
-        future = item.future
-        if not future.done():  # the submitter may have given up and cancelled it
-            if error is None:
-                future.set_result(value)
+    async def _hand_on(self, live: list[Item], outcomes: Sequence[Any], ended_s: float) -> None:
+        name, after = self.name, self.next
+        for item, outcome in zip(live, outcomes, strict=True):
+            item.timings_ms[name] = (ended_s - item.enqueued_s) * 1000
+            if isinstance(outcome, BaseException):
+                self._failed += 1
+                self._fail(item, outcome)
+                continue
+            self._completed += 1
+            if isinstance(outcome, Finish):
+                self._resolve(item, outcome.value)
+            elif after is None:
+                self._resolve(item, outcome)
             else:
-                future.set_exception(error)
+                item.payload = outcome
+                await after.put(item)
+
+    def _resolve(self, item: Item, value: Any) -> None:
+        if not item.future.done():  # the submitter may have given up and cancelled it
+            item.future.set_result(value)
+        self.on_settled(item)
+
+    def _fail(self, item: Item, error: BaseException) -> None:
+        if not item.future.done():
+            item.future.set_exception(error)
         self.on_settled(item)
 
     # -- observation ----------------------------------------------------------------------
 
     def statistics(self) -> StageStatistics:
         return StageStatistics(
-            name=self.name, workers=len(self._workers), queue_depth=self._queue.qsize(),
-            queue_max=self.config.queue_max, in_flight=self._in_flight,
-            accepted=self._accepted, completed=self._completed, failed=self._failed,
-            expired=self._expired, rejected=self._rejected,
+            name=self.name, workers=sum(not task.done() for task in self._workers),
+            queue_depth=self._queue.qsize(), queue_max=self.config.queue_max,
+            in_flight=self._in_flight, accepted=self._accepted, completed=self._completed,
+            failed=self._failed, expired=self._expired, rejected=self._rejected,
             queue_wait_ms=self._queue_wait_ms.snapshot(), service_ms=self._service_ms.snapshot(),
             batch_size=self._batch_size.snapshot())
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
