@@ -22,13 +22,17 @@ COUNTRY_CODES: frozenset[str] = frozenset((
 class UnknownCountry(ValueError):
     code = "unknown_country"
 
+    def __init__(self, country: str) -> None:
+        hint = " (codes are upper case)" if country.upper() in COUNTRY_CODES else ""
+        super().__init__(f"country {country!r} is not an ISO 3166-1 alpha-2 code{hint}")
+        self.country = country
+
 
 def check_country(code: str) -> str:
     """The code itself when it is an assigned ISO 3166-1 alpha-2 code, else UnknownCountry."""
     if code in COUNTRY_CODES:
         return code
-    hint = " (codes are upper case)" if code.upper() in COUNTRY_CODES else ""
-    raise UnknownCountry(f"country {code!r} is not an ISO 3166-1 alpha-2 code{hint}")
+    raise UnknownCountry(code)
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -37,4 +41,8 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     d_phi = phi2 - phi1
     d_lambda = math.radians(lon2 - lon1)
     a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+    # Rounding can push `a` a hair past 1 near antipodes; clamp with a comparison rather
+    # than min() so a NaN input stays NaN instead of becoming half the circumference.
+    if a > 1.0:
+        a = 1.0
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))

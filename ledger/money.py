@@ -1,8 +1,13 @@
 """Money: integer minor units inside, canonical decimal strings outside, never floats.
 
-`CURRENCY_EXPONENTS` holds every active ISO 4217 code with a minor unit (funds, metals and
-testing codes without one are left out); parsing refuses anything that is not a plain
-non-negative decimal within the currency's precision.
+`CURRENCY_EXPONENTS` holds every active ISO 4217 code with a minor unit, as of list one in
+late 2026 (funds, metals and testing codes without one are left out; ANG, BGN, CUC, HRK, SLL
+and ZWL are withdrawn). Parsing refuses anything that is not a plain non-negative decimal
+within the currency's precision. Errors, each with a stable `code`:
+
+    MoneyError (ValueError)   money_error
+    ├── UnknownCurrency       unknown_currency
+    └── InvalidAmount         invalid_amount
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import re
 from types import MappingProxyType
 
 MAX_MINOR_UNITS = 10**15  # a sane cap per amount, far inside int64
+# Longer digit strings are over the cap for sure; checking length first keeps int() from
+# ever seeing a huge string (slow, and past 4300 digits a bare ValueError).
+_MAX_DIGITS = len(str(MAX_MINOR_UNITS))
 
 _AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
@@ -44,9 +52,20 @@ class MoneyError(ValueError):
 class UnknownCurrency(MoneyError):
     code = "unknown_currency"
 
+    def __init__(self, currency: str) -> None:
+        hint = " (codes are upper case)" if currency.upper() in CURRENCY_EXPONENTS else ""
+        super().__init__(f"currency {currency!r} is not an ISO 4217 code{hint}")
+        self.currency = currency
+
 
 class InvalidAmount(MoneyError):
     code = "invalid_amount"
+
+    def __init__(self, text: str, currency: str, reason: str) -> None:
+        super().__init__(f"amount {text!r} {reason}")
+        self.text = text
+        self.currency = currency
+        self.reason = reason
 
 
 def exponent(currency: str) -> int:
@@ -54,26 +73,25 @@ def exponent(currency: str) -> int:
     try:
         return CURRENCY_EXPONENTS[currency]
     except KeyError:
-        hint = " (codes are upper case)" if currency.upper() in CURRENCY_EXPONENTS else ""
-        raise UnknownCurrency(f"currency {currency!r} is not an ISO 4217 code{hint}") from None
+        raise UnknownCurrency(currency) from None
 
 
 def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
     """A decimal string such as "12.5" to integer minor units (1250 for EUR)."""
     places = exponent(currency)
     if not _AMOUNT.fullmatch(text):
-        raise InvalidAmount(f"amount {text!r} is not a plain decimal number like '12.34'")
+        raise InvalidAmount(text, currency, "is not a plain decimal number like '12.34'")
     whole, _, fraction = text.partition(".")
     if len(fraction) > places:
-        raise InvalidAmount(f"amount {text!r} has {len(fraction)} decimal places but "
-                            f"{currency} allows at most {places}")
-    minor: int = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
-    if minor == 0 and not allow_zero:
-        raise InvalidAmount(f"amount {text!r} must be greater than zero")
-    if minor > MAX_MINOR_UNITS:
-        raise InvalidAmount(f"amount {text!r} is above the limit of "
+        raise InvalidAmount(text, currency, f"has {_decimals(len(fraction))} but "
+                            f"{currency} allows {_at_most(places)}")
+    digits = (whole + fraction.ljust(places, "0")).lstrip("0")
+    if len(digits) > _MAX_DIGITS or int(digits or "0") > MAX_MINOR_UNITS:
+        raise InvalidAmount(text, currency, f"is above the limit of "
                             f"{format_amount(MAX_MINOR_UNITS, currency)}")
-    return minor
+    if not digits and not allow_zero:
+        raise InvalidAmount(text, currency, "must be greater than zero")
+    return int(digits or "0")
 
 
 def format_amount(minor: int, currency: str) -> str:
@@ -84,3 +102,11 @@ def format_amount(minor: int, currency: str) -> str:
     if places == 0:
         return sign + digits
     return f"{sign}{digits[:-places]}.{digits[-places:]}"
+
+
+def _decimals(count: int) -> str:
+    return "1 decimal place" if count == 1 else f"{count} decimal places"
+
+
+def _at_most(places: int) -> str:
+    return "no decimals" if places == 0 else f"at most {places}"
