@@ -18,7 +18,8 @@ import asyncpg
 # Arbitrary constant: only one migrator at a time per database.
 _MIGRATION_LOCK_ID = 0x5E7715E1
 
-APPEND_ONLY_TABLES = ("transactions", "journal_entries", "postings", "deposits")
+APPEND_ONLY_TABLES = ("transactions", "journal_entries", "postings", "deposits",
+                      "transaction_rule_hits", "rule_versions", "transaction_labels")
 
 
 class MigrationError(Exception):
@@ -125,12 +126,15 @@ async def _grant(conn: asyncpg.Connection, role: str, database: str) -> None:
     await conn.execute(f"""
         GRANT CONNECT ON DATABASE {db} TO {quoted};
         GRANT USAGE ON SCHEMA public TO {quoted};
-        REVOKE ALL ON {ledger}, accounts, idempotency_keys, schema_migrations FROM {quoted};
+        REVOKE ALL ON {ledger}, accounts, idempotency_keys, schema_migrations, rules,
+            list_items FROM {quoted};
         GRANT SELECT, INSERT ON {ledger} TO {quoted};
         GRANT SELECT, INSERT ON accounts TO {quoted};
         GRANT UPDATE (balance_minor, posting_seq, posting_hash, txn_seq, txn_hash)
             ON accounts TO {quoted};
         GRANT SELECT, INSERT, DELETE ON idempotency_keys TO {quoted};
+        GRANT SELECT, INSERT ON rules TO {quoted};
+        GRANT SELECT, INSERT, DELETE ON list_items TO {quoted};
         GRANT SELECT ON schema_migrations TO {quoted};
     """)
 

@@ -62,6 +62,16 @@ CREATE TABLE transactions (
 -- History, newest first, by keyset on the identity column.
 CREATE INDEX transactions_account_history ON transactions (account_id, id DESC);
 
+-- Which rule versions matched a screened transaction, shadow ones included (the rules
+-- themselves live in 003_rules.sql). Declines and flags also carry `rule:<name>` in the
+-- hash-chained reasons.
+CREATE TABLE transaction_rule_hits (
+    transaction_id text NOT NULL REFERENCES transactions,
+    change_id      bigint NOT NULL,
+    shadow         boolean NOT NULL,
+    PRIMARY KEY (transaction_id, change_id)
+);
+
 CREATE TABLE journal_entries (
     entry_id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind           text NOT NULL CHECK (kind IN ('payment', 'deposit')),
@@ -105,6 +115,10 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON transactions
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER transactions_no_truncate BEFORE TRUNCATE ON transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER transaction_rule_hits_append_only BEFORE UPDATE OR DELETE
+    ON transaction_rule_hits FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER transaction_rule_hits_no_truncate BEFORE TRUNCATE ON transaction_rule_hits
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();

@@ -88,7 +88,8 @@ BEGIN
             transaction_id text, account_id text, card_id text, merchant_id text,
             amount_minor bigint, currency text, merchant_category text, country text,
             lat numeric, lon numeric, event_time timestamptz, decision text,
-            risk_score numeric, reasons text[], rules_version integer, model_version text)
+            risk_score numeric, reasons text[], rules_version integer, model_version text,
+            hits jsonb)
         ORDER BY e.ord
     LOOP
         fp := decode(it.fingerprint, 'hex');
@@ -173,6 +174,9 @@ BEGIN
         RETURNING transactions.recorded_at INTO txn.recorded_at;
         UPDATE accounts SET txn_seq = txn.account_txn_seq, txn_hash = txn.hash
          WHERE account_id = acct.account_id;
+        INSERT INTO transaction_rule_hits (transaction_id, change_id, shadow)
+        SELECT txn.transaction_id, h.change_id, h.shadow
+          FROM jsonb_to_recordset(coalesce(it.hits, '[]')) AS h(change_id bigint, shadow boolean);
 
         IF txn.decision <> 'decline' THEN
             INSERT INTO journal_entries (kind, transaction_id)
