@@ -19,6 +19,8 @@ from http_edge.handlers import Api, Handler
 from http_edge.metrics import render_metrics
 from http_edge.openapi import openapi_document
 from http_edge.problems import problem_response, status_of
+from http_edge.rules_api import RulesApi
+from http_edge.rules_api import add_routes as add_rule_routes
 from pipeline import Overloaded
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def _error_response(request: web.Request, exc: BaseException) -> web.Response:
         headers = {"Retry-After": "1"}
     return problem_response(status, code, str(error), request_id=request_id,
                             pointer=getattr(error, "pointer", None), instance=request.path,
-                            headers=headers)
+                            column=getattr(error, "column", None), headers=headers)
 
 
 def _error_middleware(api: Api) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -92,7 +94,7 @@ def _auth_middleware(tokens: TokenIssuer) -> Callable[..., Awaitable[web.StreamR
     return auth
 
 
-def build_app(api: Api, tokens: TokenIssuer, probes: Probes, *,
+def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes, *,
               max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=[_error_middleware(api), _auth_middleware(tokens)])
@@ -131,4 +133,5 @@ def build_app(api: Api, tokens: TokenIssuer, probes: Probes, *,
     app.router.add_post("/v1/accounts/{account_id}/deposits", api.deposit)
     app.router.add_get("/v1/accounts/{account_id}/balance", api.balance)
     app.router.add_get("/v1/accounts/{account_id}/transactions", api.history)
+    add_rule_routes(app, rules_api)
     return app

@@ -75,7 +75,10 @@ async def read_body(request: web.Request, cls: type[T]) -> T:
             f"send the body as application/json (got {request.content_type or 'nothing'})")
     raw = await request.read()
     try:
-        return _decoders[cls].decode(raw)  # type: ignore[no-any-return]
+        decoder = _decoders.get(cls)
+        if decoder is None:
+            decoder = _decoders[cls] = msgspec.json.Decoder(cls)
+        return decoder.decode(raw)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         raise invalid_body(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -83,6 +83,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "overloaded": 503,
     "shutting_down": 503,
     "deadline_exceeded": 503,
+    "rule_syntax_error": 422,
+    "rule_type_error": 422,
+    "unknown_field": 422,
+    "rule_not_found": 404,
+    "rule_exists": 409,
 }
 
 _encode_problem = msgspec.json.Encoder().encode
@@ -118,9 +123,11 @@ def _title(code: str) -> str:
 
 def problem_response(status: int, code: str, detail: str, *, request_id: str | None = None,
                      pointer: str | None = None, instance: str | None = None,
+                     column: int | None = None,
                      headers: dict[str, str] | None = None) -> web.Response:
     body = Problem(type=PROBLEM_TYPE_BASE + code, title=_title(code), status=status, code=code,
-                   detail=detail, instance=instance, pointer=pointer, request_id=request_id)
+                   detail=detail, instance=instance, pointer=pointer, column=column,
+                   request_id=request_id)
     return web.Response(status=status, body=_encode_problem(body),
                         content_type=PROBLEM_CONTENT_TYPE, headers=headers)
 

@@ -139,4 +139,5 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     detail: str
     instance: str | None = None
     pointer: str | None = None
+    column: int | None = None  # where in a rule expression the error is (1-based)
     request_id: str | None = None

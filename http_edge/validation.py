@@ -36,7 +36,7 @@ def idempotency_key(header: str | None) -> str:
     return key
 
 
-def _money(text: str, currency: str, field: str, *, allow_zero: bool = False) -> int:
+def money(text: str, currency: str, field: str, *, allow_zero: bool = False) -> int:
     try:
         return parse_amount(text, currency, allow_zero=allow_zero)
     except MoneyError as exc:
@@ -44,7 +44,7 @@ def _money(text: str, currency: str, field: str, *, allow_zero: bool = False) ->
         raise InvalidBody(str(exc), code=exc.code, pointer=pointer) from None
 
 
-def _currency(code: str) -> str:
+def currency_code(code: str) -> str:
     try:
         exponent(code)
     except MoneyError as exc:
@@ -52,7 +52,7 @@ def _currency(code: str) -> str:
     return code
 
 
-def _country(code: str, field: str) -> str:
+def country_code(code: str, field: str) -> str:
     try:
         return check_country(code)
     except ValueError as exc:
@@ -69,9 +69,9 @@ def _coordinates(lat: float | None, lon: float | None,
 
 
 def payment_request(body: TransactionIn, *, client_id: str, idem_key: str) -> PaymentRequest:
-    currency = _currency(body.currency)
-    amount_minor = _money(body.amount, currency, "amount")
-    country = _country(body.country, "country")
+    currency = currency_code(body.currency)
+    amount_minor = money(body.amount, currency, "amount")
+    country = country_code(body.country, "country")
     lat, lon = _coordinates(body.lat, body.lon, "lat")
     canonical = (body.transaction_id, body.account_id, body.card_id, body.merchant_id,
                  amount_minor, currency, body.merchant_category, country, lat, lon,
@@ -86,19 +86,19 @@ def payment_request(body: TransactionIn, *, client_id: str, idem_key: str) -> Pa
 
 
 def account_spec(body: AccountIn) -> AccountSpec:
-    currency = _currency(body.currency)
+    currency = currency_code(body.currency)
     home_lat, home_lon = _coordinates(body.home_lat, body.home_lon, "home_lat")
     return AccountSpec(
         account_id=body.account_id, currency=currency,
-        home_country=_country(body.home_country, "home_country"),
+        home_country=country_code(body.home_country, "home_country"),
         home_lat=home_lat, home_lon=home_lon,
-        overdraft_limit_minor=_money(body.overdraft_limit, currency, "overdraft_limit",
+        overdraft_limit_minor=money(body.overdraft_limit, currency, "overdraft_limit",
                                      allow_zero=True))
 
 
 def deposit(body: DepositIn, account_id: str) -> tuple[int, bytes]:
     """(amount in minor units, fingerprint) of a deposit request."""
-    currency = _currency(body.currency)
-    amount_minor = _money(body.amount, currency, "amount")
+    currency = currency_code(body.currency)
+    amount_minor = money(body.amount, currency, "amount")
     canonical = ("deposit", account_id, amount_minor, currency)
     return amount_minor, hashlib.sha256(_encode_fingerprint(canonical)).digest()

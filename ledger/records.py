@@ -30,6 +30,13 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class RuleHit(msgspec.Struct, frozen=True):
+    """A rule version that matched a transaction; shadow hits never change the decision."""
+
+    change_id: int
+    shadow: bool
+
+
 class PaymentRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A screened payment ready to be recorded; decision may still become a decline."""
 
@@ -52,6 +59,7 @@ class PaymentRequest(msgspec.Struct, frozen=True, kw_only=True):
     reasons: list[str] = []
     rules_version: int | None = None
     model_version: str | None = None
+    hits: list[RuleHit] = []
 
 
 class PaymentRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -176,6 +176,14 @@ class Ledger:
             raise UnknownAccount(account_id)
         return _account(row)
 
+    async def get_accounts(self, account_ids: Sequence[str]) -> list[AccountState]:
+        """The cardholder accounts among account_ids (unknown ones are left out)."""
+        async with converting_errors():
+            rows = await self._pool.fetch(
+                "SELECT * FROM accounts WHERE account_id = ANY($1::text[]) "
+                "AND kind = 'cardholder'", list(account_ids))
+        return [_account(r) for r in rows]
+
     async def post_payments(
         self, requests: Sequence[PaymentRequest]
     ) -> list[PaymentRecord | LedgerError]:

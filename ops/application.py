@@ -24,10 +24,17 @@ from http_edge.handlers import Api
 from http_edge.metrics import EdgeStatistics
 from ledger.repository import Ledger, open_pool
 from ops.settings import Settings
+from http_edge.rules_api import RulesApi
 from pipeline import Pipeline, Stage
+from rules.engine import RuleSetHolder
+from rules.reload import RuleReloader
+from rules.store import RuleStore
+from stages.enrich import EnrichStage, ProfileCache
 from stages.idempotency import IdempotencyCache, IdempotencyStage
 from stages.ledger import LedgerStage
 from stages.respond import RespondStage
+from stages.rules import RulesStage
+from stages.velocity import VelocityStore
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +58,24 @@ class Application:
         self.pipeline: Pipeline | None = None
         self.runner: web.AppRunner | None = None
         self.api: Api | None = None
+        self.rules = RuleSetHolder()
+        self.reloader: RuleReloader | None = None
         self.port: int | None = None
 
     def tokens(self) -> TokenIssuer:
         s = self.settings
         return TokenIssuer(s.jwt_secret, issuer=s.jwt_issuer, audience=s.jwt_audience)
 
-    def build_pipeline(self, ledger: Ledger, cache: IdempotencyCache) -> Pipeline:
+    def build_pipeline(self, ledger: Ledger, cache: IdempotencyCache,
+                       velocity: VelocityStore) -> Pipeline:
         s = self.settings
         return Pipeline([
             Stage("idempotency", IdempotencyStage(cache), s.stage("idempotency")),
+            Stage("enrich", EnrichStage(ProfileCache(ledger), velocity, self.rules),
+                  s.stage("enrich")),
+            Stage("rules", RulesStage(self.rules), s.stage("rules")),
             Stage("ledger", LedgerStage(ledger), s.stage("ledger")),
-            Stage("respond", RespondStage(cache), s.stage("respond")),
+            Stage("respond", RespondStage(cache, velocity), s.stage("respond")),
         ])
 
     async def startup(self) -> None:
@@ -73,7 +86,12 @@ class Application:
         ledger = Ledger(self.pool)
         cache = IdempotencyCache(self.redis, prefix=s.redis_prefix, ttl_s=s.idempotency_ttl_s,
                                  inflight_ttl_s=s.idempotency_inflight_ttl_s)
-        self.pipeline = self.build_pipeline(ledger, cache)
+        velocity = VelocityStore(self.redis, prefix=s.redis_prefix)
+        rule_store = RuleStore(self.pool)
+        self.reloader = RuleReloader(rule_store, self.rules, s.database_url,
+                                     poll_s=s.rules_poll_s)
+        await self.reloader.start()
+        self.pipeline = self.build_pipeline(ledger, cache, velocity)
         await self.pipeline.start()
         self.api = api = Api(ledger=ledger, pipeline=self.pipeline, cache=cache,
                   statistics=EdgeStatistics(),
@@ -83,7 +101,7 @@ class Application:
         async def redis_ping() -> None:
             await redis_client.ping()
 
-        app = build_app(api, self.tokens(),
+        app = build_app(api, RulesApi(rule_store), self.tokens(),
                         Probes({"postgresql": ledger.ping, "redis": redis_ping}),
                         max_body_bytes=s.max_body_bytes)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -104,6 +122,8 @@ class Application:
             await self.runner.cleanup()
         if self.pipeline is not None:
             await self.pipeline.drain(self.settings.shutdown_timeout_s)
+        if self.reloader is not None:
+            await self.reloader.stop()
         if self.redis is not None:
             await self.redis.aclose()
         if self.pool is not None:

@@ -20,6 +20,8 @@ STAGE_PREFIX = "SENTINEL_STAGE_"
 # Defaults per pipeline stage; tuned on the 2-core dev machine (see BENCHMARKS.md).
 DEFAULT_STAGES: dict[str, StageConfig] = {
     "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=1.0, queue_max=4096),
+    "enrich": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
+    "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
 }
@@ -51,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_s: int = 86_400
     idempotency_inflight_ttl_s: int = 30
     shutdown_timeout_s: float = 30.0
+    # Rule changes arrive by LISTEN/NOTIFY at once; this poll only covers lost notifications.
+    rules_poll_s: float = 5.0
     max_body_bytes: int = 65_536
     stages: dict[str, StageConfig] = msgspec.field(default_factory=lambda: dict(DEFAULT_STAGES))
 

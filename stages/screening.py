@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from ledger.records import PaymentRecord, PaymentRequest
+from ledger.records import AccountState, PaymentRecord, PaymentRequest
 
 
 class Screening(msgspec.Struct, kw_only=True):
-    """One payment on its way through idempotency -> ledger -> respond."""
+    """One payment on its way: idempotency -> enrich -> rules -> ledger -> respond."""
 
     request: PaymentRequest
     cache_key: str  # the idempotency key's Redis key, scoped by client
     marker: bytes = b""  # our in-flight marker, when we set one
+    account: AccountState | None = None  # the cardholder's profile (enrich)
+    velocity: dict[Any, object] = {}  # VelocityKey -> value (enrich); None values: unknown
     record: PaymentRecord | None = None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient, TestServer
 
 from http_edge.app import Probes, build_app
+from http_edge.rules_api import RulesApi
+from rules.store import RuleStore
 from tests.conftest import unique
 
 
@@ -48,7 +50,7 @@ async def test_readiness_fails_when_a_dependency_fails(server):
     async def broken() -> None:
         raise ConnectionError("connection refused")
 
-    app = build_app(server.app.api, server.app.tokens(),
+    app = build_app(server.app.api, RulesApi(RuleStore(server.app.pool)), server.app.tokens(),
                     Probes({"postgresql": broken}), max_body_bytes=1024)
     async with TestServer(app) as test_server, TestClient(test_server) as client:
         response = await client.get("/readyz")
