@@ -22,9 +22,9 @@ from http_edge.app import Probes, build_app
 from http_edge.auth import TokenIssuer
 from http_edge.handlers import Api
 from http_edge.metrics import EdgeStatistics
+from http_edge.rules_api import RulesApi
 from ledger.repository import Ledger, open_pool
 from ops.settings import Settings
-from http_edge.rules_api import RulesApi
 from pipeline import Pipeline, Stage
 from rules.engine import RuleSetHolder
 from rules.reload import RuleReloader

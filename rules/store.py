@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -130,7 +131,7 @@ class RuleStore:
             return await self._insert_version(conn, rule_id, last + 1, draft, author)
 
     @staticmethod
-    async def _insert_version(conn: asyncpg.Connection, rule_id: int, version: int,
+    async def _insert_version(conn: Any, rule_id: int, version: int,
                               draft: RuleDraft, author: str) -> RuleVersion:
         change_id = await conn.fetchval(
             "INSERT INTO rule_versions (rule_id, version, description, expression, action, "
@@ -140,6 +141,7 @@ class RuleStore:
         row = await conn.fetchrow(
             f"SELECT {_VERSION_COLUMNS} FROM rule_versions v JOIN rules r USING (rule_id) "
             "WHERE v.change_id = $1", change_id)
+        assert row is not None, "the version was inserted by this transaction"
         return _version(row)
 
     async def get(self, rule_id: int) -> RuleVersion:

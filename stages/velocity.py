@@ -117,7 +117,8 @@ class VelocityStore:
 
 
 def _feature(function: str, window: Sequence[object], scale: Decimal) -> object:
-    count, total, distinct = int(window[0]), Decimal(_text(window[1])), int(window[2])
+    count, total = int(_text(window[0])), Decimal(_text(window[1]))
+    distinct = int(_text(window[2]))
     if function == "count":
         return count
     if function == "sum":
