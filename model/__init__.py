@@ -1,0 +1,1 @@
+"""Risk scoring: features, the synthetic generator, training, the artifact, the fast scorer."""
