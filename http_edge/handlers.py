@@ -167,6 +167,7 @@ class Api:
         screening = Screening(request=payment,
                               cache_key=self.cache.key(principal.subject, key))
         item = self.pipeline.submit_nowait(screening, deadline_s=self.request_deadline_s)
+        screening.deadline_s = item.deadline_s  # the scoring stage skips the model when short
         try:
             record: PaymentRecord = await item.future
         except Exception:

@@ -9,7 +9,7 @@ the transaction's event time, so a replay of history gives the features live tra
 `tests/model/test_history.py` checks the two agree on the same history.
 
 A summary is one float64 row of `HISTORY_FIELDS`; `last_ms` is NaN for a card's first
-payment.
+payment (or its first in RETENTION_MS).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from model.records import Txn
 DAY_MS = 86_400_000
 PROFILE_WINDOW_MS = 30 * DAY_MS  # the card's "usual" behaviour
 BURST_WINDOW_MS = DAY_MS  # the card's recent activity
+RETENTION_MS = 90 * DAY_MS  # how long a card's history is kept (also the velocity limit)
 NIGHT_HOURS = frozenset({22, 23, 0, 1, 2, 3})  # local time
 
 HISTORY_FIELDS = ("count_24h", "night_count_24h", "last_ms", "count_30d", "sum_ln_amount_30d",
@@ -52,8 +53,10 @@ for j = 1, #rows, 2 do
     local hour = tonumber(parts[5] or '')
     if hour ~= nil and (hour >= 22 or hour <= 3) then n24 = n24 + 1 end
   end
-  if t > last then last = t end
 end
+local previous = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. now,
+                            now - tonumber(ARGV[5]), 'WITHSCORES', 'LIMIT', 0, 1)
+if #previous == 2 then last = tonumber(previous[2]) end
 return {c24, n24, last, c30, string.format('%.17g', s30), same}
 """
 
@@ -107,7 +110,8 @@ def _summarise_card(card: list[Txn], out: np.ndarray, rows: np.ndarray) -> None:
     day = np.searchsorted(ts, ts - BURST_WINDOW_MS, side="left")
     out[rows, 0] = before - day
     out[rows, 1] = night_sum[before] - night_sum[day]
-    out[rows, 2] = np.where(before > 0, ts[np.maximum(before - 1, 0)], np.nan)
+    previous = ts[np.maximum(before - 1, 0)]
+    out[rows, 2] = np.where((before > 0) & (previous >= ts - RETENTION_MS), previous, np.nan)
     out[rows, 3] = before - month
     out[rows, 4] = ln_sum[before] - ln_sum[month]
     categories: dict[str, list[int]] = defaultdict(list)

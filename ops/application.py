@@ -24,6 +24,8 @@ from http_edge.handlers import Api
 from http_edge.metrics import EdgeStatistics
 from http_edge.rules_api import RulesApi
 from ledger.repository import Ledger, open_pool
+from model.reload import ModelReloader
+from model.scorer import ModelHolder
 from ops.settings import Settings
 from pipeline import Pipeline, Stage
 from rules.engine import RuleSetHolder
@@ -34,6 +36,7 @@ from stages.idempotency import IdempotencyCache, IdempotencyStage
 from stages.ledger import LedgerStage
 from stages.respond import RespondStage
 from stages.rules import RulesStage
+from stages.scoring import ScoringStage
 from stages.velocity import VelocityStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class Application:
         self.api: Api | None = None
         self.rules = RuleSetHolder()
         self.reloader: RuleReloader | None = None
+        self.models = ModelHolder()
+        self.model_reloader: ModelReloader | None = None
         self.port: int | None = None
 
     def tokens(self) -> TokenIssuer:
@@ -71,15 +76,24 @@ class Application:
         s = self.settings
         return Pipeline([
             Stage("idempotency", IdempotencyStage(cache), s.stage("idempotency")),
-            Stage("enrich", EnrichStage(ProfileCache(ledger), velocity, self.rules),
+            Stage("enrich", EnrichStage(ProfileCache(ledger), velocity, self.rules, self.models),
                   s.stage("enrich")),
             Stage("rules", RulesStage(self.rules), s.stage("rules")),
+            Stage("scoring", ScoringStage(self.models, min_budget_ms=s.scoring_min_budget_ms),
+                  s.stage("scoring")),
             Stage("ledger", LedgerStage(ledger), s.stage("ledger")),
-            Stage("respond", RespondStage(cache, velocity), s.stage("respond")),
+            # After the commit a payment is answered with its record, however late.
+            Stage("respond", RespondStage(cache, velocity), s.stage("respond"),
+                  enforce_deadline=False),
         ])
 
     async def startup(self) -> None:
         s = self.settings
+        self.model_reloader = ModelReloader(
+            self.models, path=s.model_path, cache_dir=s.model_cache_dir,
+            key=s.model_key.encode(), poll_s=s.model_poll_s,
+            flag_threshold=s.model_flag_threshold, decline_threshold=s.model_decline_threshold)
+        await self.model_reloader.start()
         self.pool = await open_pool(s.database_url, min_size=s.db_pool_min,
                                     max_size=s.db_pool_max)
         self.redis = open_redis(s.redis_url)
@@ -124,6 +138,8 @@ class Application:
             await self.pipeline.drain(self.settings.shutdown_timeout_s)
         if self.reloader is not None:
             await self.reloader.stop()
+        if self.model_reloader is not None:
+            await self.model_reloader.stop()
         if self.redis is not None:
             await self.redis.aclose()
         if self.pool is not None:

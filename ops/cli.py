@@ -1,4 +1,4 @@
-"""The `sentinel` command: serve, migrate, token, verify-ledger."""
+"""The `sentinel` command: serve, migrate, token, verify-ledger, generate, train, evaluate."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from http_edge.auth import SCOPES
 from ledger.migrate import migrate
 from ledger.verify import verify_ledger
 from ops.application import Application
+from ops.model_commands import add_commands
 from ops.settings import Settings, SettingsError, load_settings
 
 
@@ -75,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify-ledger",
                             help="recompute every hash chain and balance; non-zero on mismatch")
     verify.set_defaults(run=_verify_ledger)
+    add_commands(sub)
     return top
 
 

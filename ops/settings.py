@@ -22,6 +22,7 @@ DEFAULT_STAGES: dict[str, StageConfig] = {
     "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=1.0, queue_max=4096),
     "enrich": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
+    "scoring": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
 }
@@ -56,6 +57,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Rule changes arrive by LISTEN/NOTIFY at once; this poll only covers lost notifications.
     rules_poll_s: float = 5.0
     max_body_bytes: int = 65_536
+    # The model artifact to serve; empty: the embedded default, trained from the synthetic
+    # generator on first start (seconds) and cached under model_cache_dir.
+    model_path: str = ""
+    model_cache_dir: str = ".cache/models"
+    # HMAC key the artifact's manifest must be signed with (`sentinel train` signs with it).
+    model_key: str = "dev-only-model-key-change-me"
+    # A changed artifact at model_path is loaded and swapped in within this many seconds.
+    model_poll_s: float = 2.0
+    # > 0 overrides the threshold the artifact proposes; 0 keeps the proposal.
+    model_flag_threshold: float = 0.0
+    model_decline_threshold: float = 0.0
+    # A payment with less than this left of its deadline is decided by the rules alone.
+    scoring_min_budget_ms: float = 5.0
     stages: dict[str, StageConfig] = msgspec.field(default_factory=lambda: dict(DEFAULT_STAGES))
 
     def stage(self, name: str) -> StageConfig:

@@ -67,7 +67,7 @@ class Stage:
     """One step of a pipeline. `start()` opens intake and starts the workers, `stop()` ends both."""
 
     def __init__(self, name: str, handler: Handler, config: StageConfig, *,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, enforce_deadline: bool = True) -> None:
         if min(config.workers, config.batch_max, config.queue_max) < 1:
             raise ValueError(f"stage {name!r}: workers, batch_max and queue_max must be >= 1")
         if config.batch_wait_ms < 0:
@@ -79,6 +79,9 @@ class Stage:
         self.on_settled: Callable[[Item], None] = _ignore
         self._handler = handler
         self._clock = clock
+        # False for stages after an irreversible step (a commit): the work is done, so the
+        # item must be answered with its result, however late, never with a deadline error.
+        self._enforce_deadline = enforce_deadline
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=config.queue_max)
         self._batch_max = config.batch_max
         self._batch_wait_s = config.batch_wait_ms / 1000
@@ -204,7 +207,7 @@ class Stage:
         live = []
         for item in batch:
             observe((now - item.enqueued_s) * 1000)
-            if item.deadline_s <= now:
+            if item.deadline_s <= now and self._enforce_deadline:
                 self._expired += 1
                 self._fail(item, DeadlineExceeded(self.name))
             else:

@@ -68,7 +68,7 @@ class BacktestResult(msgspec.Struct, kw_only=True):
         return self.fraud_caught / frauds if frauds else None
 
 
-class _History:
+class EntityHistory:
     """One entity's recent transactions: (event ms, amount minor, country), oldest first."""
 
     __slots__ = ("events",)
@@ -91,8 +91,8 @@ def _ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _velocity(row: HistoryRow, wanted: frozenset[VelocityKey],
-              histories: dict[tuple[str, str], _History]) -> dict[VelocityKey, object]:
+def velocity_features(row: HistoryRow, wanted: frozenset[VelocityKey],
+                      histories: dict[tuple[str, str], EntityHistory]) -> dict[VelocityKey, object]:
     now = _ms(row.event_time)
     scale = Decimal(1).scaleb(-exponent(row.currency))
     out: dict[VelocityKey, object] = {}
@@ -129,11 +129,11 @@ def context(row: HistoryRow, velocity: dict[VelocityKey, object],
         risk_score=row.risk_score, velocity=velocity, lists=lists)
 
 
-def _remember(row: HistoryRow, histories: dict[tuple[str, str], _History],
+def remember(row: HistoryRow, histories: dict[tuple[str, str], EntityHistory],
               horizon_ms: int) -> None:
     now = _ms(row.event_time)
     for key in (("card", row.card_id), ("account", row.account_id)):
-        history = histories.setdefault(key, _History())
+        history = histories.setdefault(key, EntityHistory())
         history.events.append((now, row.amount_minor, row.country))
         while history.events and history.events[0][0] < now - horizon_ms:
             history.events.popleft()
@@ -147,15 +147,15 @@ async def backtest(rule: CompiledRule, rows: AsyncIterable[HistoryRow], *, start
     window before `start` (see `lookback`).
     """
     result = BacktestResult()
-    histories: dict[tuple[str, str], _History] = {}
+    histories: dict[tuple[str, str], EntityHistory] = {}
     horizon_ms = lookback(rule) // timedelta(milliseconds=1)
     async for row in rows:
         if row.event_time >= start:
-            velocity = _velocity(row, rule.velocity, histories)
+            velocity = velocity_features(row, rule.velocity, histories)
             matched = rule.evaluate(context(row, velocity, lists))
             _count(result, row, matched, sample_size)
         if rule.velocity:
-            _remember(row, histories, horizon_ms)
+            remember(row, histories, horizon_ms)
     return result
 
 

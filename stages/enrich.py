@@ -1,9 +1,10 @@
 """The enrich stage: the cardholder's profile and the velocity features the live rules need.
 
 Profiles come from PostgreSQL through a small in-process cache (one query per batch for the
-misses); velocity comes from Redis in one pipeline per batch. An unknown account fails here
-(404) before any rule runs. With Redis down, velocity features are unknown (null), so rules
-that need them do not match: screening degrades instead of stopping.
+misses); velocity and the model's card-history summaries come from Redis in one pipeline per
+batch. An unknown account fails here (404) before any rule runs. With Redis down, velocity
+features are unknown (null), so rules that need them do not match, and the card history is
+unknown (NaN, imputed by the model): screening degrades instead of stopping.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 from redis.exceptions import RedisError
 
 from ledger.errors import UnknownAccount
 from ledger.records import AccountState
 from ledger.repository import Ledger
+from model.history import HISTORY_FIELDS
+from model.scorer import ModelHolder
 from rules.engine import RuleSetHolder
 from stages.screening import Screening
 from stages.velocity import VelocityStore
@@ -53,10 +57,11 @@ class ProfileCache:
 
 class EnrichStage:
     def __init__(self, profiles: ProfileCache, velocity: VelocityStore,
-                 rules: RuleSetHolder) -> None:
+                 rules: RuleSetHolder, models: ModelHolder | None = None) -> None:
         self._profiles = profiles
         self._velocity = velocity
         self._rules = rules
+        self._models = models or ModelHolder()
 
     async def __call__(self, batch: list[Screening]) -> list[object]:
         profiles = await self._profiles.get_many({s.request.account_id for s in batch})
@@ -64,13 +69,18 @@ class EnrichStage:
         for item in known:
             item.account = profiles[item.request.account_id]
         wanted = self._rules.current.velocity
-        if known and wanted:
+        history = self._models.current is not None
+        if known and (wanted or history):
             try:
-                features = await self._velocity.features([s.request for s in known], wanted)
+                features, summaries = await self._velocity.read(
+                    [s.request for s in known], wanted, history=history)
             except RedisError as exc:
                 log.warning("velocity unavailable for %d transactions: %s", len(known), exc)
                 features = [dict.fromkeys(wanted) for _ in known]
+                summaries = np.full((len(known) if history else 0, len(HISTORY_FIELDS)), np.nan)
             for item, values in zip(known, features, strict=True):
                 item.velocity = values
+            for item, summary in zip(known, summaries, strict=False):
+                item.history = summary
         return [s if s.account is not None else UnknownAccount(s.request.account_id)
                 for s in batch]

@@ -14,7 +14,8 @@ from rules.engine import RuleSet, RuleSetHolder, Verdict
 from stages.screening import Screening
 
 
-def rule_context(item: Screening, rule_set: RuleSet) -> RuleContext:
+def rule_context(item: Screening, rule_set: RuleSet,
+                 risk_score: float | None = None) -> RuleContext:
     request, account = item.request, item.account
     assert account is not None, "the enrich stage runs first"
     distance = None
@@ -29,7 +30,7 @@ def rule_context(item: Screening, rule_set: RuleSet) -> RuleContext:
         account_id=request.account_id, hour=request.event_time.astimezone(UTC).hour,
         lat=request.lat, lon=request.lon, account_home_country=account.home_country,
         account_age_days=age_days, account_currency=account.currency,
-        distance_km_from_home=distance, risk_score=None,
+        distance_km_from_home=distance, risk_score=risk_score,
         velocity=item.velocity, lists=rule_set.lists)
 
 
@@ -43,7 +44,8 @@ class RulesStage:
             verdict = Verdict()
             if len(rule_set):
                 rule_set.apply(rule_context(item, rule_set), verdict)
+            item.verdict, item.rule_set = verdict, rule_set
             item.request = msgspec.structs.replace(
-                item.request, decision=verdict.decision, reasons=verdict.reasons,
-                hits=verdict.hits, rules_version=rule_set.version)
+                item.request, decision=verdict.decision, reasons=list(verdict.reasons),
+                hits=list(verdict.hits), rules_version=rule_set.version)
         return list(batch)

@@ -10,13 +10,17 @@ from ledger.records import AccountState, PaymentRecord, PaymentRequest
 
 
 class Screening(msgspec.Struct, kw_only=True):
-    """One payment on its way: idempotency -> enrich -> rules -> ledger -> respond."""
+    """One payment on its way: idempotency -> enrich -> rules -> scoring -> ledger -> respond."""
 
     request: PaymentRequest
     cache_key: str  # the idempotency key's Redis key, scoped by client
     marker: bytes = b""  # our in-flight marker, when we set one
     account: AccountState | None = None  # the cardholder's profile (enrich)
     velocity: dict[Any, object] = {}  # VelocityKey -> value (enrich); None values: unknown
+    history: Any = None  # the card's history summary for the model (enrich), a numpy row
+    rule_set: Any = None  # the RuleSet the rules stage used (scoring runs its other half)
+    verdict: Any = None  # the rules' Verdict so far (rules -> scoring)
+    deadline_s: float = float("inf")  # absolute, on the pipeline's clock (set by the edge)
     record: PaymentRecord | None = None
 
 

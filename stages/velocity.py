@@ -1,11 +1,12 @@
 """Per-card and per-account history in Redis, in event time, for velocity features.
 
 Each entity has a sorted set scored by event time (ms) whose members are
-`<transaction_id>|<amount_minor>|<country>`. Reading is one Lua call per entity, all of a
-micro-batch's calls in one pipeline: the script scans the widest window once and returns
-(count, sum, distinct countries) for every window asked, excluding the transaction itself
-(it is recorded only after its commit). Every screened transaction is recorded, declines
-included: card-testing shows up as attempts, not as approvals.
+`<transaction_id>|<amount_minor>|<country>|<category>|<local_hour>`. Reading is one Lua call
+per entity, all of a micro-batch's calls in one pipeline: the script scans the widest window
+once and returns (count, sum, distinct countries) for every window asked, excluding the
+transaction itself (it is recorded only after its commit). The same pipeline carries the
+model's card-history summaries (`model/history.py`). Every screened transaction is recorded,
+declines included: card-testing shows up as attempts, not as approvals.
 """
 
 from __future__ import annotations
@@ -14,13 +15,22 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import redis.asyncio as redis
 
 from ledger.money import exponent
 from ledger.records import PaymentRequest
+from model.history import (
+    BURST_WINDOW_MS,
+    HISTORY_SCRIPT,
+    PROFILE_WINDOW_MS,
+    RETENTION_MS,
+    local_hour,
+    parse_summary,
+)
 from rules import VelocityKey
 
-HISTORY_S = 90 * 86_400  # the longest window a rule may use
+HISTORY_S = RETENTION_MS // 1000  # the longest window a rule may use
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _WINDOWS_SCRIPT = """
@@ -37,7 +47,7 @@ for i = 2, #ARGV do
   local count, total, distinct, seen = 0, 0, 0, {}
   for j = 1, #rows, 2 do
     if tonumber(rows[j + 1]) >= from then
-      local _, _, amount, country = string.find(rows[j], '|(%d+)|(%w*)$')
+      local _, _, amount, country = string.find(rows[j], '^[^|]*|(%d+)|(%w*)')
       count = count + 1
       total = total + tonumber(amount)
       if not seen[country] then
@@ -60,6 +70,11 @@ def event_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
+def utc_offset_min(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    return 0 if offset is None else offset // timedelta(minutes=1)
+
+
 def entity_id(request: PaymentRequest, entity: str) -> str:
     return request.card_id if entity == "card" else request.account_id
 
@@ -69,6 +84,7 @@ class VelocityStore:
         self._client = client
         self._prefix = prefix
         self._windows = client.register_script(_WINDOWS_SCRIPT)
+        self._history = client.register_script(HISTORY_SCRIPT)
 
     def key(self, entity: str, value: str) -> str:
         return f"{self._prefix}:vel:{entity}:{value}"
@@ -76,11 +92,19 @@ class VelocityStore:
     async def features(self, requests: Sequence[PaymentRequest],
                        wanted: Iterable[VelocityKey]) -> list[dict[VelocityKey, object]]:
         """The wanted features of every request, in one Redis round trip."""
+        features, _ = await self.read(requests, wanted, history=False)
+        return features
+
+    async def read(self, requests: Sequence[PaymentRequest], wanted: Iterable[VelocityKey],
+                   *, history: bool) -> tuple[list[dict[VelocityKey, object]], np.ndarray]:
+        """The rules' velocity features and (with `history`) the model's card summaries
+        (rows of `model.history.HISTORY_FIELDS`), in one Redis round trip."""
         by_entity: dict[str, list[VelocityKey]] = {}
         for vk in wanted:
             by_entity.setdefault(vk.entity, []).append(vk)
-        if not by_entity:
-            return [{} for _ in requests]
+        summaries = np.empty((len(requests) if history else 0, 6))
+        if not by_entity and not history:
+            return [{} for _ in requests], summaries
         windows = {entity: sorted({vk.window_s for vk in keys})
                    for entity, keys in by_entity.items()}
         pipe = self._client.pipeline(transaction=False)
@@ -89,25 +113,33 @@ class VelocityStore:
             for entity, spans in windows.items():
                 await self._windows(keys=[self.key(entity, entity_id(request, entity))],
                                     args=[now, *(s * 1000 for s in spans)], client=pipe)
+            if history:
+                await self._history(keys=[self.key("card", request.card_id)],
+                                    args=[now, request.merchant_category, BURST_WINDOW_MS,
+                                          PROFILE_WINDOW_MS, RETENTION_MS], client=pipe)
         replies = iter(await pipe.execute())
         out = []
-        for request in requests:
+        for i, request in enumerate(requests):
             features: dict[VelocityKey, object] = {}
             scale = Decimal(1).scaleb(-exponent(request.currency))
             for entity, spans in windows.items():
                 flat = next(replies)
-                per_window = {span: flat[i * 3:i * 3 + 3] for i, span in enumerate(spans)}
+                per_window = {span: flat[k * 3:k * 3 + 3] for k, span in enumerate(spans)}
                 for vk in by_entity[entity]:
                     features[vk] = _feature(vk.function, per_window[vk.window_s], scale)
             out.append(features)
-        return out
+            if history:
+                summaries[i] = parse_summary(next(replies))
+        return out, summaries
 
     async def record(self, requests: Sequence[PaymentRequest]) -> None:
         """Add committed transactions to their card's and account's history."""
         pipe = self._client.pipeline(transaction=False)
         for request in requests:
             now = event_ms(request.event_time)
-            member = f"{request.transaction_id}|{request.amount_minor}|{request.country}"
+            hour = local_hour(now, utc_offset_min(request.event_time))
+            member = (f"{request.transaction_id}|{request.amount_minor}|{request.country}|"
+                      f"{request.merchant_category}|{hour}")
             for entity in ("card", "account"):
                 key = self.key(entity, entity_id(request, entity))
                 pipe.zadd(key, {member: now})

@@ -161,6 +161,22 @@ async def test_a_batch_of_expired_items_calls_no_handler(make_stage: MakeStage,
     assert (stats.expired, stats.batch_size.count, stats.queue_wait_ms.count) == (3, 0, 3)
 
 
+async def test_a_stage_after_a_commit_answers_late_items_instead_of_expiring_them(
+        clock: FakeClock) -> None:
+    handler = Recorder()
+    stage = Stage("respond", handler, config(batch_max=10), clock=clock,
+                  enforce_deadline=False)
+    stage.start()
+    try:
+        late = make_item("committed", deadline_s=clock() + 1)
+        stage.put_nowait(late)
+        clock.advance(5)
+        assert await results([late]) == ["committed"]
+        assert stage.statistics().expired == 0
+    finally:
+        await stage.stop()
+
+
 # -- failing handlers --------------------------------------------------------------------
 
 

@@ -1,0 +1,137 @@
+"""The model's `sentinel` commands: generate, train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+
+from ledger.repository import open_pool
+from model.artifact import ArtifactError
+from model.data import DataError, data_sha256, load, write_native
+from model.evaluate import evaluate, plot
+from model.generate import generate
+from model.reload import ensure_default_model
+from model.scorer import Scorer
+from model.train import TrainOptions, train
+from ops.settings import Settings
+from rules.engine import RuleSet
+from rules.store import RuleStore
+
+
+def _moment_ms(text: str) -> int:
+    """`2025-09-01` or an RFC 3339 time -> ms since the epoch (UTC when no offset)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date or RFC 3339 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    rows = generate(args.accounts, args.days, args.seed)
+    write_native(rows, args.out)
+    frauds = sum(1 for r in rows if r.is_fraud)
+    print(f"wrote {len(rows)} transactions ({frauds} fraud) to {args.out}")
+    return 0
+
+
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        rows = load(args.data, args.format)
+    except (DataError, OSError) as exc:
+        print(f"sentinel train: {exc}", file=sys.stderr)
+        return 2
+    if args.until is not None:
+        rows = [r for r in rows if r.event_ms < args.until]
+    options = TrainOptions(n_estimators=args.trees, seed=args.seed,
+                           target_alert_rate=args.target_alert_rate)
+    try:
+        manifest = train(rows, options=options, out=args.out, key=settings.model_key.encode(),
+                         data_sha256=data_sha256(args.data))
+    except ValueError as exc:
+        print(f"sentinel train: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained {manifest.model_version} on {manifest.data_rows} rows -> {args.out}")
+    print(f"proposed flag threshold {manifest.thresholds.flag:.6f} "
+          f"(alert rate {manifest.thresholds.target_alert_rate:.2%} of the training rows)")
+    print("training metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in manifest.metrics.items()))
+    return 0
+
+
+async def _live_rules(settings: Settings) -> RuleSet:
+    pool = await open_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        store = RuleStore(pool)
+        version, rules = await store.live()
+        rule_set = RuleSet(version, rules)
+        rule_set.attach_lists(await store.load_lists(sorted(rule_set.list_names)))
+        return rule_set
+    finally:
+        await pool.close()
+
+
+def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    key = settings.model_key.encode()
+    try:
+        path = args.model or settings.model_path or ensure_default_model(
+            settings.model_cache_dir, key=key)
+        scorer = Scorer.load(path, key=key, flag_threshold=settings.model_flag_threshold,
+                             decline_threshold=settings.model_decline_threshold)
+        rows = load(args.data, args.format)
+    except (ArtifactError, DataError, OSError) as exc:
+        print(f"sentinel evaluate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rule_set = asyncio.run(_live_rules(settings)) if args.rules == "live" else None
+    except (TimeoutError, OSError) as exc:
+        print(f"sentinel evaluate: cannot read the live rules ({exc}); start the database "
+              f"or pass --rules none", file=sys.stderr)
+        return 2
+    try:
+        report, risk, labels = evaluate(rows, scorer, rule_set, start_ms=args.start)
+    except ValueError as exc:
+        print(f"sentinel evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(msgspec.json.format(msgspec.json.encode(report)).decode())
+    if args.plot:
+        plot(risk, labels, scorer.thresholds.flag, args.plot,
+             f"{scorer.version} on {args.data}")
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    gen = sub.add_parser("generate", help="write labelled synthetic transactions")
+    gen.add_argument("--accounts", type=int, default=200)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--out", required=True, help="file to write (native CSV, .gz to compress)")
+    gen.set_defaults(run=_generate)
+    fmt = {"choices": ("native", "sparkov"), "default": "native"}
+    defaults = TrainOptions()
+    tr = sub.add_parser("train", help="fit the model and write a signed artifact")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--format", **fmt)
+    tr.add_argument("--out", required=True, help="artifact path (a .manifest.json goes beside)")
+    tr.add_argument("--until", type=_moment_ms, help="train only on rows before this time")
+    tr.add_argument("--trees", type=int, default=defaults.n_estimators)
+    tr.add_argument("--seed", type=int, default=defaults.seed)
+    tr.add_argument("--target-alert-rate", type=float, default=defaults.target_alert_rate,
+                    help="share of training rows the proposed flag threshold alerts on")
+    tr.set_defaults(run=_train)
+    ev = sub.add_parser("evaluate", help="replay a labelled file through the decision logic")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--format", **fmt)
+    ev.add_argument("--model", help="artifact (default: SENTINEL_MODEL_PATH or the default)")
+    ev.add_argument("--from", dest="start", type=_moment_ms,
+                    help="evaluate rows from this time on; earlier rows only build history")
+    ev.add_argument("--rules", choices=("live", "none"), default="live",
+                    help="the live rule set from the database, or none (model only)")
+    ev.add_argument("--plot", help="write a PNG: precision-recall curve, score distributions")
+    ev.set_defaults(run=_evaluate)
