@@ -3,10 +3,12 @@
 The forest learns what normal payments look like: with labels it is fitted on the
 legitimate rows only (fraud would teach it that fraud is normal), without labels on all of
 them. The flag threshold proposed in the manifest is the score quantile that alerts on
-`target_alert_rate` of the *warm* training rows: those after the first 30 days of the file,
-whose cards have a full history behind them as live traffic does (the cold first month
-scores differently and would skew the quantile). `SENTINEL_MODEL_FLAG_THRESHOLD` overrides
-the proposal.
+`target_alert_rate` of the legitimate *warm* training rows (of all warm rows without labels):
+the alert budget spent on good customers, which does not move with the fraud rate of the
+period, unlike the total alert rate (that is the budget plus the fraud caught). Warm rows are
+those after the first 30 days of the file, whose cards have a full history behind them as
+live traffic does (the cold first month scores differently and would skew the quantile).
+`SENTINEL_MODEL_FLAG_THRESHOLD` overrides the proposal.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class TrainOptions(msgspec.Struct, frozen=True, kw_only=True):
     n_estimators: int = 200
     max_samples: int = 256
     seed: int = 42
-    target_alert_rate: float = 0.025
+    target_alert_rate: float = 0.03  # of legitimate payments
     decline_alert_rate: float | None = None  # None: the model alone never declines
 
 
@@ -68,6 +70,7 @@ def quality(labels: np.ndarray, risk: np.ndarray, threshold: float) -> dict[str,
     out = {"rows": float(len(risk)), "alert_rate": float(alerts.mean()) if len(risk) else 0.0}
     if labels.any() and not labels.all():
         out["fraud_rows"] = float(labels.sum())
+        out["legit_alert_rate"] = float(alerts[~labels].mean())
         out["roc_auc"] = float(roc_auc_score(labels, risk))
         out["pr_auc"] = float(average_precision_score(labels, risk))
         out["recall"] = float(alerts[labels].mean())
@@ -85,10 +88,11 @@ def train(rows: Sequence[Txn], *, options: TrainOptions, out: str | Path, key: b
     features: np.ndarray = extra.pop("features")  # type: ignore[assignment]
     warm = warm_rows(rows)
     risk = CompiledForest.from_pipeline(pipeline).risk(features[warm])
-    flag = float(np.quantile(risk, 1 - options.target_alert_rate))
-    decline = (None if options.decline_alert_rate is None
-               else float(np.quantile(risk, 1 - options.decline_alert_rate)))
     labels = np.fromiter((bool(r.is_fraud) for r in rows), bool, len(rows))[warm]
+    budget = risk[~labels] if (~labels).any() else risk
+    flag = float(np.quantile(budget, 1 - options.target_alert_rate))
+    decline = (None if options.decline_alert_rate is None
+               else float(np.quantile(budget, 1 - options.decline_alert_rate)))
     params: dict[str, object] = {**msgspec.to_builtins(options), **extra,
                                  "python": platform.python_version()}
     return save(pipeline, out, key=key, features=list(FEATURES), data_sha256=data_sha256,
