@@ -59,7 +59,8 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(f"trained {manifest.model_version} on {manifest.data_rows} rows -> {args.out}")
     print(f"proposed flag threshold {manifest.thresholds.flag:.6f} "
-          f"(alert rate {manifest.thresholds.target_alert_rate:.2%} of the training rows)")
+          f"(alerts on {manifest.thresholds.target_alert_rate:.2%} of the legitimate training "
+          f"rows)")
     print("training metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in manifest.metrics.items()))
     return 0
 
