@@ -17,6 +17,7 @@ from aiohttp import web
 from http_edge.auth import PRINCIPAL, TokenIssuer
 from http_edge.handlers import Api, Handler
 from http_edge.metrics import render_metrics
+from http_edge.model_api import ModelApi
 from http_edge.openapi import openapi_document
 from http_edge.problems import problem_response, status_of
 from http_edge.rules_api import RulesApi
@@ -95,7 +96,7 @@ def _auth_middleware(tokens: TokenIssuer) -> Callable[..., Awaitable[web.StreamR
 
 
 def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes, *,
-              max_body_bytes: int) -> web.Application:
+              max_body_bytes: int, model_api: ModelApi | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=[_error_middleware(api), _auth_middleware(tokens)])
     document = openapi_document()
@@ -134,4 +135,6 @@ def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes
     app.router.add_get("/v1/accounts/{account_id}/balance", api.balance)
     app.router.add_get("/v1/accounts/{account_id}/transactions", api.history)
     add_rule_routes(app, rules_api)
+    if model_api is not None:
+        app.router.add_get("/v1/model", model_api.current)
     return app

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from http_edge.model_api import ModelOut
 from http_edge.schemas import (
     AccountIn,
     AccountOut,
@@ -56,7 +57,7 @@ def _path_param(name: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         (TransactionIn, TransactionOut, TransactionDetail, TransactionPage, AccountIn,
-         AccountOut, DepositIn, DepositOut, BalanceOut, Problem),
+         AccountOut, DepositIn, DepositOut, BalanceOut, ModelOut, Problem),
         ref_template=_REF)
     account = _path_param("account_id")
     paths = {
@@ -92,6 +93,10 @@ def openapi_document() -> dict[str, Any]:
                         "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
             errors=(400, 401, 403, 404))},
+        "/v1/model": {"get": _operation(
+            "The risk model this process serves", "rules:read",
+            ("200", "ModelOut", "version, features, thresholds, training record"),
+            errors=(401, 403, 503))},
     }
     return {
         "openapi": "3.1.0",

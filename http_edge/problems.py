@@ -83,6 +83,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "overloaded": 503,
     "shutting_down": 503,
     "deadline_exceeded": 503,
+    "model_unavailable": 503,
     "rule_syntax_error": 422,
     "rule_type_error": 422,
     "unknown_field": 422,

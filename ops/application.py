@@ -22,6 +22,7 @@ from http_edge.app import Probes, build_app
 from http_edge.auth import TokenIssuer
 from http_edge.handlers import Api
 from http_edge.metrics import EdgeStatistics
+from http_edge.model_api import ModelApi
 from http_edge.rules_api import RulesApi
 from ledger.repository import Ledger, open_pool
 from model.reload import ModelReloader
@@ -117,7 +118,7 @@ class Application:
 
         app = build_app(api, RulesApi(rule_store), self.tokens(),
                         Probes({"postgresql": ledger.ping, "redis": redis_ping}),
-                        max_body_bytes=s.max_body_bytes)
+                        max_body_bytes=s.max_body_bytes, model_api=ModelApi(self.models))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=s.shutdown_timeout_s)
         await self.runner.setup()

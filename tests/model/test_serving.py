@@ -114,3 +114,16 @@ async def test_a_tampered_replacement_is_refused_and_the_old_model_keeps_serving
     await asyncio.to_thread(lower_threshold_without_the_key, Path(f"{path}.manifest.json"))
     assert await app.model_reloader.reload_if_changed() is False  # type: ignore[union-attr]
     assert app.models.current is before
+
+
+async def test_the_model_endpoint_describes_the_served_model(server: Server):
+    status, body, _ = await server.call("GET", "/v1/model", scopes=("rules:read",))
+    assert status == 200, body
+    scorer = server.app.models.current
+    assert scorer is not None
+    assert body["model_version"] == scorer.version
+    assert body["features"] == list(scorer.manifest.features)
+    assert body["flag_threshold"] == scorer.thresholds.flag == 0.999  # the tests' override
+    assert body["training_metrics"]["rows"] > 0
+    status, body, _ = await server.call("GET", "/v1/model", scopes=("transactions:write",))
+    assert status == 403 and body["code"] == "insufficient_scope"
