@@ -1,4 +1,5 @@
-"""CompiledForest against scikit-learn: equal scores on edge values, attribution, refusals."""
+"""CompiledForest against scikit-learn: equal scores on edge values (numba and numpy kernels),
+attribution, refusals."""
 
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
-from model.forest import CompiledForest, UnsupportedModel
+from model import forest as forest_module
+from model.forest import HAVE_NUMBA, CompiledForest, Kernel, UnsupportedModel
 
 N_FEATURES = 6
 TOLERANCE = 1e-9
+KERNELS: list[Any] = [
+    pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="needs numba")),
+    "numpy",  # the fallback used without numba
+]
 
 
 def training_data(n_rows: int = 1500, seed: int = 0, missing: float = 0.0) -> np.ndarray:
@@ -94,8 +100,12 @@ def fitted(name: str) -> Any:
 
 
 @functools.cache
-def compiled(name: str) -> CompiledForest:
-    return CompiledForest.from_pipeline(fitted(name))
+def compiled(name: str, kernel: Kernel) -> CompiledForest:
+    return CompiledForest.from_pipeline(fitted(name), kernel=kernel)
+
+
+def available_kernels() -> list[Kernel]:
+    return ["numba", "numpy"] if HAVE_NUMBA else ["numpy"]
 
 
 MODELS = ["imputer", "bare", "bare_trained_on_nan", "half_features_bootstrap",
@@ -157,10 +167,12 @@ def edge_rows(model: Any, n_rows: int = 10_000, seed: int = 1) -> np.ndarray:
     return X
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", MODELS)
-def test_risk_equals_sklearn_on_edge_values(name: str) -> None:
+def test_risk_equals_sklearn_on_edge_values(name: str, kernel: Kernel) -> None:
     model = fitted(name)
-    compiled = CompiledForest.from_pipeline(model)
+    compiled = CompiledForest.from_pipeline(model, kernel=kernel)
+    assert compiled.kernel == kernel
     X = edge_rows(model)
     expected = sklearn_risk(model, X)
 
@@ -175,10 +187,11 @@ def test_risk_equals_sklearn_on_edge_values(name: str) -> None:
     np.testing.assert_array_equal(one_by_one, batched[:1500])
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", ["imputer", "half_features_bootstrap"])
-def test_batch_sizes_and_chunks_agree(name: str) -> None:
+def test_batch_sizes_and_chunks_agree(name: str, kernel: Kernel) -> None:
     model = fitted(name)
-    compiled = CompiledForest.from_pipeline(model)
+    compiled = CompiledForest.from_pipeline(model, kernel=kernel)
     X = edge_rows(model, n_rows=2000, seed=5)
     whole = compiled.risk(X)
     pieces = [compiled.risk(X[start:start + size])
@@ -197,18 +210,20 @@ def test_attributes_and_input_checks() -> None:
         compiled.risk(np.zeros(N_FEATURES))
 
 
-def test_single_sample_forest_scores_one_half_like_sklearn() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_single_sample_forest_scores_one_half_like_sklearn(kernel: Kernel) -> None:
     model = forest(max_samples=1).fit(training_data(n_rows=50))  # every tree is one leaf
-    compiled = CompiledForest.from_pipeline(model)
+    compiled = CompiledForest.from_pipeline(model, kernel=kernel)
     X = training_data(n_rows=5, seed=9)
     np.testing.assert_array_equal(compiled.risk(X), sklearn_risk(model, X))
     np.testing.assert_array_equal(compiled.risk(X[:1]), sklearn_risk(model, X[:1]))
     assert compiled.top_features(X[:1], k=2) == [[0, 1]]  # no split: ties by index
 
 
-def test_concurrent_single_rows_are_independent() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_concurrent_single_rows_are_independent(kernel: Kernel) -> None:
     model = fitted("imputer")
-    compiled = CompiledForest.from_pipeline(model)
+    compiled = CompiledForest.from_pipeline(model, kernel=kernel)
     X = edge_rows(model, n_rows=400, seed=11)
     expected = compiled.risk(X)
 
@@ -229,8 +244,9 @@ finite = st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infin
 def test_random_finite_rows_match_sklearn(X: np.ndarray) -> None:
     for name in ("scaler", "bare"):
         model = fitted(name)
-        risk = compiled(name).risk(X)
-        assert np.abs(risk - sklearn_risk(model, X)).max() <= TOLERANCE
+        for kernel in available_kernels():
+            risk = compiled(name, kernel).risk(X)
+            assert np.abs(risk - sklearn_risk(model, X)).max() <= TOLERANCE
 
 
 @settings(max_examples=100, deadline=None)
@@ -239,8 +255,37 @@ def test_random_finite_rows_match_sklearn(X: np.ndarray) -> None:
 def test_random_rows_with_missing_values_match_sklearn(X: np.ndarray) -> None:
     for name in ("imputer", "bare_trained_on_nan"):
         model = fitted(name)
-        risk = compiled(name).risk(X)
-        assert np.abs(risk - sklearn_risk(model, X)).max() <= TOLERANCE
+        for kernel in available_kernels():
+            risk = compiled(name, kernel).risk(X)
+            assert np.abs(risk - sklearn_risk(model, X)).max() <= TOLERANCE
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="needs numba")
+@pytest.mark.parametrize("name", MODELS)
+def test_numba_and_numpy_kernels_agree_bit_for_bit(name: str) -> None:
+    X = edge_rows(fitted(name), n_rows=3000, seed=7)
+    fast, fallback = compiled(name, "numba"), compiled(name, "numpy")
+    np.testing.assert_array_equal(fast.risk(X), fallback.risk(X))
+    for i in range(0, 300, 7):
+        np.testing.assert_array_equal(fast.risk(X[i:i + 1]), fallback.risk(X[i:i + 1]))
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="needs numba")
+def test_numba_walks_are_compiled_once_at_construction() -> None:
+    compiled = CompiledForest.from_pipeline(fitted("bare"), kernel="numba")
+    walks = [forest_module._walk_one_jit, forest_module._walk_rows_jit]
+    assert [len(walk.signatures) for walk in walks] == [1, 1]
+    X = edge_rows(fitted("bare"), n_rows=1200, seed=2)
+    for rows in (X[:0], X[:1], X[5:6], X[:2], X[3:70], X):  # chunks are row slices
+        compiled.risk(rows)
+    # A new signature would mean a JIT compilation (~1 s) inside a live request.
+    assert [len(walk.signatures) for walk in walks] == [1, 1]
+
+
+def test_numba_kernel_without_numba_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forest_module, "HAVE_NUMBA", False)
+    with pytest.raises(ValueError, match="numba"):
+        CompiledForest.from_pipeline(fitted("imputer"), kernel="numba")
 
 
 @pytest.mark.parametrize("k", [1, 3, N_FEATURES])
