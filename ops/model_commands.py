@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 
@@ -101,6 +102,7 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(msgspec.json.format(msgspec.json.encode(report)).decode())
     if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot(risk, labels, scorer.thresholds.flag, args.plot,
              f"{scorer.version} on {args.data}")
         print(f"plot written to {args.plot}")
@@ -134,5 +136,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                     help="evaluate rows from this time on; earlier rows only build history")
     ev.add_argument("--rules", choices=("live", "none"), default="live",
                     help="the live rule set from the database, or none (model only)")
-    ev.add_argument("--plot", help="write a PNG: precision-recall curve, score distributions")
+    ev.add_argument("--plot", default=".cache/evaluation.png",
+                    help="the PNG to write: precision-recall curve and score distributions "
+                         "(default %(default)s)")
+    ev.add_argument("--no-plot", dest="plot", action="store_const", const=None,
+                    help="do not write the PNG")
     ev.set_defaults(run=_evaluate)

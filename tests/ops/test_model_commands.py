@@ -75,7 +75,7 @@ def test_evaluate_without_rules_matches_model_only_metrics(data, tmp_path, capsy
     assert cli.main(["train", "--data", str(data), "--out", str(model), "--trees", "60"]) == 0
     capsys.readouterr()
     assert cli.main(["evaluate", "--data", str(data), "--model", str(model),
-                     "--rules", "none"]) == 0
+                     "--rules", "none", "--no-plot"]) == 0
     report = json.loads(capsys.readouterr().out)
     # No rules: the decisions are the model's alone.
     assert report["alert_rate"] == pytest.approx(report["model_only"]["alert_rate"])
@@ -92,5 +92,5 @@ def test_bad_inputs_give_clear_errors(env, tmp_path, capsys):
                      "--out", str(tmp_path / "m")]) == 2
     assert "bad.csv" in capsys.readouterr().err
     assert cli.main(["evaluate", "--data", str(bad), "--model", str(tmp_path / "none.joblib"),
-                     "--rules", "none"]) == 2
+                     "--rules", "none", "--no-plot"]) == 2
     assert "sentinel evaluate" in capsys.readouterr().err
