@@ -26,19 +26,24 @@ DAY_MS = 86_400_000
 PROFILE_WINDOW_MS = 30 * DAY_MS  # the card's "usual" behaviour
 BURST_WINDOW_MS = DAY_MS  # the card's recent activity
 RETENTION_MS = 90 * DAY_MS  # how long a card's history is kept (also the velocity limit)
+MAX_PROFILE_PAYMENTS = 500  # the most recent payments a summary reads
 NIGHT_HOURS = frozenset({22, 23, 0, 1, 2, 3})  # local time
 
 HISTORY_FIELDS = ("count_24h", "night_count_24h", "last_ms", "count_30d", "sum_ln_amount_30d",
                   "same_category_30d")
 
-# ZRANGEBYSCORE min is inclusive, '(' max exclusive: [now - 30d, now). Old members without
-# category/hour fields (written before the model existed) count with an unknown category.
+# The profile is the card's last MAX_PROFILE_PAYMENTS payments within [now - 30d, now)
+# (ZREVRANGEBYSCORE: max '(' exclusive, min inclusive; LIMIT bounds the scan, so a card with
+# thousands of payments a month costs what an ordinary one does). The previous payment is
+# looked up over the whole retention only when the profile window is empty. Old members
+# without category/hour fields (written before the model existed) count with an unknown
+# category.
 HISTORY_SCRIPT = """
 local now = tonumber(ARGV[1])
 local category = ARGV[2]
 local burst_from = now - tonumber(ARGV[3])
-local rows = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[4]), '(' .. now,
-                        'WITHSCORES')
+local rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. now, now - tonumber(ARGV[4]),
+                        'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[6]))
 local c24, n24, last, c30, s30, same = 0, 0, -1, 0, 0.0, 0
 for j = 1, #rows, 2 do
   local t = tonumber(rows[j + 1])
@@ -54,9 +59,13 @@ for j = 1, #rows, 2 do
     if hour ~= nil and (hour >= 22 or hour <= 3) then n24 = n24 + 1 end
   end
 end
-local previous = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. now,
-                            now - tonumber(ARGV[5]), 'WITHSCORES', 'LIMIT', 0, 1)
-if #previous == 2 then last = tonumber(previous[2]) end
+if #rows > 0 then
+  last = tonumber(rows[2])
+else
+  local previous = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. now,
+                              now - tonumber(ARGV[5]), 'WITHSCORES', 'LIMIT', 0, 1)
+  if #previous == 2 then last = tonumber(previous[2]) end
+end
 return {c24, n24, last, c30, string.format('%.17g', s30), same}
 """
 
@@ -106,8 +115,10 @@ def _summarise_card(card: list[Txn], out: np.ndarray, rows: np.ndarray) -> None:
     ln_sum = np.concatenate(([0.0], np.cumsum(ln)))
     night_sum = np.concatenate(([0], np.cumsum(night)))
     before = np.searchsorted(ts, ts, side="left")  # strictly earlier events only
-    month = np.searchsorted(ts, ts - PROFILE_WINDOW_MS, side="left")
-    day = np.searchsorted(ts, ts - BURST_WINDOW_MS, side="left")
+    # The window is the last MAX_PROFILE_PAYMENTS payments before, within 30 days (as live).
+    month = np.maximum(np.searchsorted(ts, ts - PROFILE_WINDOW_MS, side="left"),
+                       before - MAX_PROFILE_PAYMENTS)
+    day = np.maximum(np.searchsorted(ts, ts - BURST_WINDOW_MS, side="left"), month)
     out[rows, 0] = before - day
     out[rows, 1] = night_sum[before] - night_sum[day]
     previous = ts[np.maximum(before - 1, 0)]
@@ -119,6 +130,7 @@ def _summarise_card(card: list[Txn], out: np.ndarray, rows: np.ndarray) -> None:
         categories[txn.merchant_category].append(j)
     for members in categories.values():
         idx = np.asarray(members)
-        cts = ts[idx]
-        out[rows[idx], 5] = (np.searchsorted(cts, cts, side="left")
-                             - np.searchsorted(cts, cts - PROFILE_WINDOW_MS, side="left"))
+        seen = np.zeros(len(card) + 1, dtype=np.int64)
+        seen[idx + 1] = 1
+        seen = np.cumsum(seen)  # seen[i]: payments in this category among the first i
+        out[rows[idx], 5] = seen[before[idx]] - seen[month[idx]]

@@ -23,6 +23,7 @@ from ledger.records import PaymentRequest
 from model.history import (
     BURST_WINDOW_MS,
     HISTORY_SCRIPT,
+    MAX_PROFILE_PAYMENTS,
     PROFILE_WINDOW_MS,
     RETENTION_MS,
     local_hour,
@@ -116,7 +117,8 @@ class VelocityStore:
             if history:
                 await self._history(keys=[self.key("card", request.card_id)],
                                     args=[now, request.merchant_category, BURST_WINDOW_MS,
-                                          PROFILE_WINDOW_MS, RETENTION_MS], client=pipe)
+                                          PROFILE_WINDOW_MS, RETENTION_MS,
+                                          MAX_PROFILE_PAYMENTS], client=pipe)
         replies = iter(await pipe.execute())
         out = []
         for i, request in enumerate(requests):

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 
 from ledger.records import PaymentRequest
 from model.features import FEATURES, feature_matrix, fit_spec
-from model.history import HISTORY_FIELDS, RETENTION_MS, offline_history
+from model.history import HISTORY_FIELDS, MAX_PROFILE_PAYMENTS, RETENTION_MS, offline_history
 from model.records import Txn
 from stages.velocity import VelocityStore
 from tests.conftest import unique
@@ -22,14 +22,15 @@ START_MS = 1_780_000_000_000
 CATEGORIES = ("grocery_pos", "shopping_net", "travel", "misc_net")
 
 
-def random_history(seed: int, n: int = 150) -> list[Txn]:
+def random_history(seed: int, n: int = 150, n_cards: int = 4) -> list[Txn]:
     rng = random.Random(seed)
-    cards = [unique("card") for _ in range(4)]
+    cards = [unique("card") for _ in range(n_cards)]
     rows = []
     at = START_MS
     for i in range(n):
         # Bursts (seconds apart), ordinary gaps (hours), pauses (days), and ties.
-        at += rng.choice([0, 1_000, 45_000, 3_600_000, 10 * 3_600_000, 2 * 86_400_000])
+        at += rng.choice([0, 1_000, 45_000, 3_600_000, 10 * 3_600_000, 2 * 86_400_000]
+                         if n_cards > 1 else [0, 1_000, 45_000, 3_600_000, 7_200_000])
         rows.append(Txn(
             transaction_id=f"t{i}-{rng.randrange(10**6)}", event_ms=at,
             utc_offset_min=rng.choice([0, 60, -300, 330]), account_id="acct",
@@ -50,9 +51,10 @@ def request_of(txn: Txn) -> PaymentRequest:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("seed", [1, 2])
-async def test_redis_summary_equals_offline_summary(redis_client: redis.Redis, seed: int):
-    rows = random_history(seed)
+@pytest.mark.parametrize(("seed", "n", "n_cards"), [(1, 150, 4), (2, 150, 4), (3, 700, 1)])
+async def test_redis_summary_equals_offline_summary(redis_client: redis.Redis, seed: int,
+                                                    n: int, n_cards: int):
+    rows = random_history(seed, n, n_cards)
     # Live, recording trims what is older than the retention; replay within it.
     assert rows[-1].event_ms - rows[0].event_ms < RETENTION_MS
     store = VelocityStore(redis_client, prefix=unique("hist-test"))
@@ -68,7 +70,9 @@ async def test_redis_summary_equals_offline_summary(redis_client: redis.Redis, s
                                feature_matrix(rows, offline, spec), rtol=1e-12, atol=1e-9,
                                equal_nan=True)
     # The history is not trivially empty: the test would pass for two zero matrices otherwise.
-    assert offline[:, 0].max() >= 3 and np.isnan(offline[:, 2]).sum() == 4
+    assert offline[:, 0].max() >= 3 and np.isnan(offline[:, 2]).sum() == n_cards
+    if n > MAX_PROFILE_PAYMENTS:  # one hot card: the profile is capped, live and offline
+        assert offline[:, 3].max() == MAX_PROFILE_PAYMENTS
 
 
 def test_offline_summary_counts_only_strictly_earlier_payments():
