@@ -22,7 +22,7 @@ import sklearn
 
 from model.artifact import ArtifactError, load
 from model.generate import generate
-from model.scorer import ModelHolder, Scorer
+from model.scorer import ModelHolder, ModelMismatch, Scorer
 from model.train import TrainOptions, train
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ def default_model_path(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"default-{tag}-sklearn{sklearn.__version__}.joblib"
 
 
+def train_default_model(path: Path, *, key: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("training the embedded default model from synthetic data (%s)", DEFAULT_DATA)
+    rows = generate(DEFAULT_DATA["accounts"], DEFAULT_DATA["days"], DEFAULT_DATA["seed"])
+    train(rows, options=TrainOptions(), out=path, key=key,
+          data_sha256=f"synthetic:{DEFAULT_DATA}")
+
+
 def ensure_default_model(cache_dir: str | Path, *, key: bytes) -> Path:
     """The cached default artifact, trained first when missing or not loadable with `key`."""
     path = default_model_path(cache_dir)
@@ -44,11 +52,7 @@ def ensure_default_model(cache_dir: str | Path, *, key: bytes) -> Path:
             return path
         except ArtifactError as exc:
             log.warning("cached default model refused (%s); training it again", exc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log.info("training the embedded default model from synthetic data (%s)", DEFAULT_DATA)
-    rows = generate(DEFAULT_DATA["accounts"], DEFAULT_DATA["days"], DEFAULT_DATA["seed"])
-    train(rows, options=TrainOptions(), out=path, key=key,
-          data_sha256=f"synthetic:{DEFAULT_DATA}")
+    train_default_model(path, key=key)
     return path
 
 
@@ -75,14 +79,29 @@ class ModelReloader:
             return None
         return stat.st_mtime_ns, stat.st_size
 
+    def _scorer(self) -> Scorer:
+        assert self.resolved_path is not None
+        return Scorer.load(self.resolved_path, key=self._key,
+                           flag_threshold=self._thresholds[0],
+                           decline_threshold=self._thresholds[1])
+
     def _load(self) -> Scorer:
-        if self.resolved_path is None:
-            self.resolved_path = (Path(self._path) if self._path
-                                  else ensure_default_model(self._cache_dir, key=self._key))
+        if self.resolved_path is None and self._path:
+            self.resolved_path = Path(self._path)
+        elif self.resolved_path is None:
+            # The embedded default: load the cached one, (re)train it when it is missing or
+            # no longer loads (another key, another scikit-learn), without loading it twice.
+            self.resolved_path = default_model_path(self._cache_dir)
+            try:
+                stamp = self._stamp()
+                scorer = self._scorer()
+                self._seen = stamp
+                return scorer
+            except (ArtifactError, ModelMismatch) as exc:
+                log.warning("no usable cached default model (%s); training it", exc)
+                train_default_model(self.resolved_path, key=self._key)
         stamp = self._stamp()
-        scorer = Scorer.load(self.resolved_path, key=self._key,
-                             flag_threshold=self._thresholds[0],
-                             decline_threshold=self._thresholds[1])
+        scorer = self._scorer()
         self._seen = stamp
         return scorer
 
