@@ -13,8 +13,9 @@ import aiohttp
 import msgspec
 import pytest
 
-from model.artifact import read_manifest
+from model.artifact import Thresholds, read_manifest
 from model.generate import generate
+from model.scorer import Scorer
 from model.train import TrainOptions, train
 from ops.application import Application
 from ops.settings import Settings
@@ -127,3 +128,26 @@ async def test_the_model_endpoint_describes_the_served_model(server: Server):
     assert body["training_metrics"]["rows"] > 0
     status, body, _ = await server.call("GET", "/v1/model", scopes=("transactions:write",))
     assert status == 403 and body["code"] == "insufficient_scope"
+
+
+async def test_a_high_score_flags_through_the_api_and_the_ledger_keeps_the_reasons(
+        server: Server, make_account: Callable[..., Any], make_transaction: Callable[..., Any]):
+    served = server.app.models.current
+    assert served is not None
+    strict = Scorer(served.model, served.manifest,
+                    thresholds=Thresholds(flag=0.0001, decline=None, target_alert_rate=0.5))
+    server.app.models.current = strict  # what a hot swap does
+    try:
+        account = await make_account(deposit="500.00")
+        status, body, _ = await server.call(
+            "POST", "/v1/transactions", json=make_transaction(account, card_id=unique("card")),
+            headers={"Idempotency-Key": unique("k")})
+    finally:
+        server.app.models.current = served
+    assert status == 200, body
+    assert body["decision"] == "flag"
+    assert body["reasons"][0] == "ml_high_risk"
+    assert len([r for r in body["reasons"] if r.startswith("ml_factor:")]) == 3
+    status, stored, _ = await server.call("GET", f"/v1/transactions/{body['transaction_id']}")
+    assert status == 200 and stored["reasons"] == body["reasons"]
+    assert stored["decision"] == "flag"
