@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
 from model import forest as forest_module
+from model import forest_kernels
 from model.forest import HAVE_NUMBA, CompiledForest, Kernel, UnsupportedModel
 
 N_FEATURES = 6
@@ -273,7 +274,7 @@ def test_numba_and_numpy_kernels_agree_bit_for_bit(name: str) -> None:
 @pytest.mark.skipif(not HAVE_NUMBA, reason="needs numba")
 def test_numba_walks_are_compiled_once_at_construction() -> None:
     compiled = CompiledForest.from_pipeline(fitted("bare"), kernel="numba")
-    walks = [forest_module._walk_one_jit, forest_module._walk_rows_jit]
+    walks = [forest_kernels._walk_one_jit, forest_kernels._walk_rows_jit]
     assert [len(walk.signatures) for walk in walks] == [1, 1]
     X = edge_rows(fitted("bare"), n_rows=1200, seed=2)
     for rows in (X[:0], X[:1], X[5:6], X[:2], X[3:70], X):  # chunks are row slices
