@@ -1,0 +1,1 @@
+"""Merchant webhooks: Standard Webhooks signing, merchants and their secrets, delivery."""
