@@ -16,6 +16,8 @@ from aiohttp import web
 
 from http_edge.auth import PRINCIPAL, TokenIssuer
 from http_edge.handlers import Api, Handler
+from http_edge.merchants_api import MerchantsApi
+from http_edge.merchants_api import add_routes as add_merchant_routes
 from http_edge.metrics import render_metrics
 from http_edge.model_api import ModelApi
 from http_edge.openapi import openapi_document
@@ -96,7 +98,8 @@ def _auth_middleware(tokens: TokenIssuer) -> Callable[..., Awaitable[web.StreamR
 
 
 def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes, *,
-              max_body_bytes: int, model_api: ModelApi | None = None) -> web.Application:
+              max_body_bytes: int, model_api: ModelApi | None = None,
+              merchants_api: MerchantsApi | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=[_error_middleware(api), _auth_middleware(tokens)])
     document = openapi_document()
@@ -137,4 +140,6 @@ def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes
     add_rule_routes(app, rules_api)
     if model_api is not None:
         app.router.add_get("/v1/model", model_api.current)
+    if merchants_api is not None:
+        add_merchant_routes(app, merchants_api)
     return app

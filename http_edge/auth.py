@@ -14,7 +14,7 @@ ALGORITHM = "HS256"  # hard-coded: never taken from the token's header
 
 SCOPES = frozenset({
     "transactions:write", "transactions:read", "accounts:write", "accounts:read",
-    "rules:read", "rules:write", "admin",
+    "rules:read", "rules:write", "merchants:read", "merchants:write", "admin",
 })
 
 

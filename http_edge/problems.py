@@ -89,6 +89,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_field": 422,
     "rule_not_found": 404,
     "rule_exists": 409,
+    "merchant_not_found": 404,
+    "merchant_exists": 409,
 }
 
 _encode_problem = msgspec.json.Encoder().encode

@@ -127,7 +127,7 @@ async def _grant(conn: asyncpg.Connection, role: str, database: str) -> None:
         GRANT CONNECT ON DATABASE {db} TO {quoted};
         GRANT USAGE ON SCHEMA public TO {quoted};
         REVOKE ALL ON {ledger}, accounts, idempotency_keys, schema_migrations, rules,
-            list_items FROM {quoted};
+            list_items, merchants, merchant_secrets FROM {quoted};
         GRANT SELECT, INSERT ON {ledger} TO {quoted};
         GRANT SELECT, INSERT ON accounts TO {quoted};
         GRANT UPDATE (balance_minor, posting_seq, posting_hash, txn_seq, txn_hash)
@@ -136,6 +136,10 @@ async def _grant(conn: asyncpg.Connection, role: str, database: str) -> None:
         GRANT SELECT, INSERT ON rules TO {quoted};
         GRANT SELECT, INSERT, DELETE ON list_items TO {quoted};
         GRANT SELECT ON schema_migrations TO {quoted};
+        GRANT SELECT, INSERT ON merchants, merchant_secrets TO {quoted};
+        GRANT UPDATE (name, category, webhook_url, delivery_enabled, disabled_reason,
+            updated_at) ON merchants TO {quoted};
+        GRANT UPDATE (expires_at) ON merchant_secrets TO {quoted};
     """)
 
 

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from http_edge.app import Probes, build_app
 from http_edge.auth import TokenIssuer
 from http_edge.handlers import Api
+from http_edge.merchants_api import MerchantsApi
 from http_edge.metrics import EdgeStatistics
 from http_edge.model_api import ModelApi
 from http_edge.rules_api import RulesApi
@@ -39,6 +40,7 @@ from stages.respond import RespondStage
 from stages.rules import RulesStage
 from stages.scoring import ScoringStage
 from stages.velocity import VelocityStore
+from webhooks.merchants import MerchantStore
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,8 @@ class Application:
 
         app = build_app(api, RulesApi(rule_store), self.tokens(),
                         Probes({"postgresql": ledger.ping, "redis": redis_ping}),
-                        max_body_bytes=s.max_body_bytes, model_api=ModelApi(self.models))
+                        max_body_bytes=s.max_body_bytes, model_api=ModelApi(self.models),
+                        merchants_api=MerchantsApi(MerchantStore(self.pool)))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=s.shutdown_timeout_s)
         await self.runner.setup()
