@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from model.history import NIGHT_HOURS
+from model.history import NIGHT_HOURS, local_hour
 from model.records import Txn
 
 FEATURES = (
@@ -97,4 +97,4 @@ def feature_matrix(txns: Sequence[Txn], history: np.ndarray, spec: FeatureSpec) 
 
 
 def is_night(txn: Txn) -> bool:
-    return ((txn.event_ms // 60_000 + txn.utc_offset_min) // 60) % 24 in NIGHT_HOURS
+    return local_hour(txn.event_ms, txn.utc_offset_min) in NIGHT_HOURS

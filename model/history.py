@@ -74,10 +74,15 @@ def local_hour(event_ms: int, utc_offset_min: int) -> int:
     return ((event_ms // 60_000 + utc_offset_min) // 60) % 24
 
 
+def member(transaction_id: str, amount_minor: int, country: str, category: str,
+           hour: int) -> str:
+    """The sorted-set member that records one payment in its card's history."""
+    return f"{transaction_id}|{amount_minor}|{country}|{category}|{hour}"
+
+
 def history_member(txn: Txn) -> str:
-    """The sorted-set member that records `txn` in its card's history."""
-    return (f"{txn.transaction_id}|{txn.amount_minor}|{txn.country}|{txn.merchant_category}|"
-            f"{local_hour(txn.event_ms, txn.utc_offset_min)}")
+    return member(txn.transaction_id, txn.amount_minor, txn.country, txn.merchant_category,
+                  local_hour(txn.event_ms, txn.utc_offset_min))
 
 
 def parse_summary(reply: Sequence[object]) -> list[float]:

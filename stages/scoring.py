@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
@@ -28,8 +27,6 @@ from stages.rules import rule_context
 from stages.screening import Screening
 from stages.velocity import event_ms, utc_offset_min
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 def txn_of(request: PaymentRequest, account: AccountState) -> Txn:
     """A screened payment and its account profile, as the model sees them."""
@@ -42,7 +39,7 @@ def txn_of(request: PaymentRequest, account: AccountState) -> Txn:
         country=request.country, lat=request.lat, lon=request.lon,
         home_country=account.home_country, home_lat=account.home_lat,
         home_lon=account.home_lon,
-        account_created_ms=(account.created_at - _EPOCH) // timedelta(milliseconds=1))
+        account_created_ms=event_ms(account.created_at))
 
 
 class ScoringStage:

@@ -22,11 +22,13 @@ from ledger.money import exponent
 from ledger.records import PaymentRequest
 from model.history import (
     BURST_WINDOW_MS,
+    HISTORY_FIELDS,
     HISTORY_SCRIPT,
     MAX_PROFILE_PAYMENTS,
     PROFILE_WINDOW_MS,
     RETENTION_MS,
     local_hour,
+    member,
     parse_summary,
 )
 from rules import VelocityKey
@@ -103,7 +105,7 @@ class VelocityStore:
         by_entity: dict[str, list[VelocityKey]] = {}
         for vk in wanted:
             by_entity.setdefault(vk.entity, []).append(vk)
-        summaries = np.empty((len(requests) if history else 0, 6))
+        summaries = np.empty((len(requests) if history else 0, len(HISTORY_FIELDS)))
         if not by_entity and not history:
             return [{} for _ in requests], summaries
         windows = {entity: sorted({vk.window_s for vk in keys})
@@ -139,12 +141,12 @@ class VelocityStore:
         pipe = self._client.pipeline(transaction=False)
         for request in requests:
             now = event_ms(request.event_time)
-            hour = local_hour(now, utc_offset_min(request.event_time))
-            member = (f"{request.transaction_id}|{request.amount_minor}|{request.country}|"
-                      f"{request.merchant_category}|{hour}")
+            entry = member(request.transaction_id, request.amount_minor, request.country,
+                           request.merchant_category,
+                           local_hour(now, utc_offset_min(request.event_time)))
             for entity in ("card", "account"):
                 key = self.key(entity, entity_id(request, entity))
-                pipe.zadd(key, {member: now})
+                pipe.zadd(key, {entry: now})
                 pipe.zremrangebyscore(key, "-inf", now - HISTORY_S * 1000)
                 pipe.pexpire(key, (HISTORY_S + 86_400) * 1000)
         await pipe.execute()
