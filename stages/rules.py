@@ -10,7 +10,7 @@ import msgspec
 from ledger.geo import distance_km
 from ledger.money import exponent
 from rules import RuleContext
-from rules.engine import RuleSet, RuleSetHolder, Verdict
+from rules.engine import RuleSet, RuleSetHolder
 from stages.screening import Screening
 
 
@@ -41,10 +41,10 @@ class RulesStage:
     async def __call__(self, batch: list[Screening]) -> list[object]:
         rule_set = self._holder.current  # one consistent set for the whole batch
         for item in batch:
-            verdict = Verdict()
+            verdict = item.verdict
             if len(rule_set):
                 rule_set.apply(rule_context(item, rule_set), verdict)
-            item.verdict, item.rule_set = verdict, rule_set
+            item.rule_set = rule_set
             item.request = msgspec.structs.replace(
                 item.request, decision=verdict.decision, reasons=list(verdict.reasons),
                 hits=list(verdict.hits), rules_version=rule_set.version)

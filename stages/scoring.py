@@ -22,7 +22,6 @@ from ledger.money import exponent
 from ledger.records import AccountState, PaymentRequest
 from model.records import Txn
 from model.scorer import ModelHolder, Scorer
-from rules.engine import RuleSet, Verdict
 from stages.rules import rule_context
 from stages.screening import Screening
 from stages.velocity import event_ms, utc_offset_min
@@ -52,19 +51,17 @@ class ScoringStage:
     async def __call__(self, batch: list[Screening]) -> list[object]:
         scorer = self._models.current  # one model for the whole batch, even during a swap
         now = self._clock()
-        scored = [item for item in batch if scorer is not None and item.history is not None
-                  and item.account is not None and item.deadline_s - now >= self._min_budget_s]
-        risks: dict[int, float] = {}
-        if scorer is not None and scored:
-            risks = self._score(scorer, scored)
+        scored = [] if scorer is None else [
+            item for item in batch if item.history is not None and item.account is not None
+            and item.deadline_s - now >= self._min_budget_s]
+        risks = self._score(scorer, scored) if scorer is not None and scored else {}
         for item in batch:
-            verdict: Verdict = item.verdict if item.verdict is not None else Verdict()
+            verdict, rule_set = item.verdict, item.rule_set
             risk = risks.get(id(item))
             if risk is None:
                 verdict.reasons.append("ml_skipped_deadline" if scorer is not None
                                        else "ml_unavailable")
-            elif item.rule_set is not None and item.rule_set.after_scoring:
-                rule_set: RuleSet = item.rule_set
+            elif rule_set is not None and rule_set.after_scoring:
                 rule_set.apply(rule_context(item, rule_set, risk), verdict, after_scoring=True)
             item.request = msgspec.structs.replace(
                 item.request, decision=verdict.decision, reasons=verdict.reasons,
@@ -73,16 +70,14 @@ class ScoringStage:
         return list(batch)
 
     def _score(self, scorer: Scorer, items: list[Screening]) -> dict[int, float]:
-        txns = [txn_of(item.request, item.account) for item in items  # type: ignore[arg-type]
-                ]
-        features = scorer.features(txns, np.vstack([item.history for item in items]))
+        """Score `items` (all with account and history), fold the scores into their verdicts;
+        the rounded score of each, by id(item)."""
+        txns = [txn_of(item.request, item.account) for item in items
+                if item.account is not None]
+        history = np.vstack([item.history for item in items if item.history is not None])
+        features = scorer.features(txns, history)
         risk = scorer.risk(features)
-        flagged = []
-        for i, item in enumerate(items):
-            if item.verdict is None:
-                item.verdict = Verdict()
-            if scorer.decide(item.verdict, float(risk[i])):
-                flagged.append(i)
+        flagged = [i for i, item in enumerate(items) if scorer.decide(item.verdict, float(risk[i]))]
         if flagged:
             for i, names in zip(flagged, scorer.top_features(features[flagged]), strict=True):
                 items[i].verdict.reasons.extend(f"ml_factor:{name}" for name in names)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from ledger.records import AccountState, PaymentRecord, PaymentRequest
+from rules.engine import RuleSet, Verdict
 
 
 class Screening(msgspec.Struct, kw_only=True):
@@ -17,9 +19,9 @@ class Screening(msgspec.Struct, kw_only=True):
     marker: bytes = b""  # our in-flight marker, when we set one
     account: AccountState | None = None  # the cardholder's profile (enrich)
     velocity: dict[Any, object] = {}  # VelocityKey -> value (enrich); None values: unknown
-    history: Any = None  # the card's history summary for the model (enrich), a numpy row
-    rule_set: Any = None  # the RuleSet the rules stage used (scoring runs its other half)
-    verdict: Any = None  # the rules' Verdict so far (rules -> scoring)
+    history: np.ndarray | None = None  # the card's history summary for the model (enrich)
+    rule_set: RuleSet | None = None  # the set the rules stage used (scoring runs its other half)
+    verdict: Verdict = msgspec.field(default_factory=Verdict)  # the decision so far
     deadline_s: float = float("inf")  # absolute, on the pipeline's clock (set by the edge)
     record: PaymentRecord | None = None
 
