@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sklearn
 
-from model.artifact import ArtifactError, load
+from model.artifact import ArtifactError
 from model.generate import generate
 from model.scorer import ModelHolder, ModelMismatch, Scorer
 from model.train import TrainOptions, train
@@ -43,17 +43,19 @@ def train_default_model(path: Path, *, key: bytes) -> None:
           data_sha256=f"synthetic:{DEFAULT_DATA}")
 
 
-def ensure_default_model(cache_dir: str | Path, *, key: bytes) -> Path:
-    """The cached default artifact, trained first when missing or not loadable with `key`."""
+def load_default_model(cache_dir: str | Path, *, key: bytes, flag_threshold: float = 0.0,
+                       decline_threshold: float = 0.0) -> tuple[Scorer, Path]:
+    """The embedded default and its path: the cached artifact, (re)trained first when it is
+    missing or no longer loads (another key, scikit-learn or feature set)."""
     path = default_model_path(cache_dir)
-    if path.exists():
-        try:
-            load(path, key=key)
-            return path
-        except ArtifactError as exc:
-            log.warning("cached default model refused (%s); training it again", exc)
+    try:
+        return Scorer.load(path, key=key, flag_threshold=flag_threshold,
+                           decline_threshold=decline_threshold), path
+    except (ArtifactError, ModelMismatch) as exc:
+        log.warning("no usable cached default model (%s); training it", exc)
     train_default_model(path, key=key)
-    return path
+    return Scorer.load(path, key=key, flag_threshold=flag_threshold,
+                       decline_threshold=decline_threshold), path
 
 
 class ModelReloader:
@@ -79,29 +81,17 @@ class ModelReloader:
             return None
         return stat.st_mtime_ns, stat.st_size
 
-    def _scorer(self) -> Scorer:
-        assert self.resolved_path is not None
-        return Scorer.load(self.resolved_path, key=self._key,
-                           flag_threshold=self._thresholds[0],
-                           decline_threshold=self._thresholds[1])
-
     def _load(self) -> Scorer:
-        if self.resolved_path is None and self._path:
-            self.resolved_path = Path(self._path)
-        elif self.resolved_path is None:
-            # The embedded default: load the cached one, (re)train it when it is missing or
-            # no longer loads (another key, another scikit-learn), without loading it twice.
-            self.resolved_path = default_model_path(self._cache_dir)
-            try:
-                stamp = self._stamp()
-                scorer = self._scorer()
-                self._seen = stamp
-                return scorer
-            except (ArtifactError, ModelMismatch) as exc:
-                log.warning("no usable cached default model (%s); training it", exc)
-                train_default_model(self.resolved_path, key=self._key)
-        stamp = self._stamp()
-        scorer = self._scorer()
+        flag, decline = self._thresholds
+        if self.resolved_path is None and not self._path:
+            scorer, self.resolved_path = load_default_model(
+                self._cache_dir, key=self._key, flag_threshold=flag, decline_threshold=decline)
+            self._seen = self._stamp()
+            return scorer
+        self.resolved_path = self.resolved_path or Path(self._path)
+        stamp = self._stamp()  # before reading: a save racing the load is seen next poll
+        scorer = Scorer.load(self.resolved_path, key=self._key, flag_threshold=flag,
+                             decline_threshold=decline)
         self._seen = stamp
         return scorer
 

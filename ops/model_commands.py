@@ -15,7 +15,7 @@ from model.artifact import ArtifactError
 from model.data import DataError, data_sha256, load, write_native
 from model.evaluate import evaluate, plot
 from model.generate import generate
-from model.reload import ensure_default_model
+from model.reload import load_default_model
 from model.scorer import Scorer
 from model.train import TrainOptions, train
 from ops.settings import Settings
@@ -81,10 +81,12 @@ async def _live_rules(settings: Settings) -> RuleSet:
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     key = settings.model_key.encode()
     try:
-        path = args.model or settings.model_path or ensure_default_model(
-            settings.model_cache_dir, key=key)
-        scorer = Scorer.load(path, key=key, flag_threshold=settings.model_flag_threshold,
-                             decline_threshold=settings.model_decline_threshold)
+        path = args.model or settings.model_path
+        flag, decline = settings.model_flag_threshold, settings.model_decline_threshold
+        scorer = (Scorer.load(path, key=key, flag_threshold=flag, decline_threshold=decline)
+                  if path else load_default_model(settings.model_cache_dir, key=key,
+                                                  flag_threshold=flag,
+                                                  decline_threshold=decline)[0])
         rows = load(args.data, args.format)
     except (ArtifactError, DataError, OSError) as exc:
         print(f"sentinel evaluate: {exc}", file=sys.stderr)
