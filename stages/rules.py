@@ -1,11 +1,9 @@
-"""The rules stage: evaluates the live rule set before scoring and sets the decision so far."""
+"""The rules stage: evaluates the live rule set before scoring into the payment's verdict."""
 
 from __future__ import annotations
 
 from datetime import UTC
 from decimal import Decimal
-
-import msgspec
 
 from ledger.geo import distance_km
 from ledger.money import exponent
@@ -44,8 +42,5 @@ class RulesStage:
             verdict = item.verdict
             if len(rule_set):
                 rule_set.apply(rule_context(item, rule_set), verdict)
-            item.rule_set = rule_set
-            item.request = msgspec.structs.replace(
-                item.request, decision=verdict.decision, reasons=list(verdict.reasons),
-                hits=list(verdict.hits), rules_version=rule_set.version)
+            item.rule_set = rule_set  # the scoring stage writes the decision into the request
         return list(batch)

@@ -1,5 +1,8 @@
 """The scoring stage: the model's risk score for a micro-batch, then the rules that read it.
 
+It is the one stage that writes the decision (rules' and model's verdict, rule-set and model
+versions, score) into the payment request the ledger records.
+
 One feature matrix and one forest evaluation per batch (plain numpy, no I/O). A score at or
 above the flag threshold flags (`ml_high_risk`, plus `ml_factor:<feature>` for the three
 features that did most to isolate the payment) unless an allow rule matched; at or above the
@@ -65,7 +68,8 @@ class ScoringStage:
                 rule_set.apply(rule_context(item, rule_set, risk), verdict, after_scoring=True)
             item.request = msgspec.structs.replace(
                 item.request, decision=verdict.decision, reasons=verdict.reasons,
-                hits=verdict.hits, risk_score=0.0 if risk is None else risk,
+                hits=verdict.hits, rules_version=None if rule_set is None else rule_set.version,
+                risk_score=0.0 if risk is None else risk,
                 model_version=None if risk is None or scorer is None else scorer.version)
         return list(batch)
 
