@@ -16,6 +16,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -25,7 +26,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from model.artifact import Manifest, Thresholds, save
-from model.features import FEATURES, feature_matrix, fit_spec
+from model.features import FEATURES, FeatureSpec, feature_matrix, fit_spec
 from model.forest import CompiledForest
 from model.history import PROFILE_WINDOW_MS, offline_history
 from model.records import Txn
@@ -39,7 +40,13 @@ class TrainOptions(msgspec.Struct, frozen=True, kw_only=True):
     decline_alert_rate: float | None = None  # None: the model alone never declines
 
 
-def fit(rows: Sequence[Txn], options: TrainOptions) -> tuple[Pipeline, dict[str, object]]:
+class Fitted(NamedTuple):
+    pipeline: Pipeline
+    spec: FeatureSpec
+    features: np.ndarray  # of every row, in order (for the threshold and the metrics)
+
+
+def fit(rows: Sequence[Txn], options: TrainOptions) -> Fitted:
     """The fitted pipeline and the feature spec it needs, from time-sorted `rows`."""
     legit = np.fromiter((not r.is_fraud for r in rows), bool, len(rows))
     if not legit.any():
@@ -53,7 +60,7 @@ def fit(rows: Sequence[Txn], options: TrainOptions) -> tuple[Pipeline, dict[str,
                                    random_state=options.seed)),
     ])
     pipeline.fit(features[legit])
-    return pipeline, {"feature_spec": msgspec.to_builtins(spec), "features": features}
+    return Fitted(pipeline, spec, features)
 
 
 def warm_rows(rows: Sequence[Txn]) -> np.ndarray:
@@ -84,8 +91,7 @@ def train(rows: Sequence[Txn], *, options: TrainOptions, out: str | Path, key: b
     if not rows:
         raise ValueError("no transactions to train on")
     rows = sorted(rows, key=lambda r: (r.event_ms, r.transaction_id))
-    pipeline, extra = fit(rows, options)
-    features: np.ndarray = extra.pop("features")  # type: ignore[assignment]
+    pipeline, spec, features = fit(rows, options)
     warm = warm_rows(rows)
     risk = CompiledForest.from_pipeline(pipeline).risk(features[warm])
     labels = np.fromiter((bool(r.is_fraud) for r in rows), bool, len(rows))[warm]
@@ -93,7 +99,8 @@ def train(rows: Sequence[Txn], *, options: TrainOptions, out: str | Path, key: b
     flag = float(np.quantile(budget, 1 - options.target_alert_rate))
     decline = (None if options.decline_alert_rate is None
                else float(np.quantile(budget, 1 - options.decline_alert_rate)))
-    params: dict[str, object] = {**msgspec.to_builtins(options), **extra,
+    params: dict[str, object] = {**msgspec.to_builtins(options),
+                                 "feature_spec": msgspec.to_builtins(spec),
                                  "python": platform.python_version()}
     return save(pipeline, out, key=key, features=list(FEATURES), data_sha256=data_sha256,
                 data_rows=len(rows), params=params,
