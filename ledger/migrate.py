@@ -19,7 +19,8 @@ import asyncpg
 _MIGRATION_LOCK_ID = 0x5E7715E1
 
 APPEND_ONLY_TABLES = ("transactions", "journal_entries", "postings", "deposits",
-                      "transaction_rule_hits", "rule_versions", "transaction_labels")
+                      "transaction_rule_hits", "rule_versions", "transaction_labels",
+                      "webhook_replays", "webhook_attempts", "alert_mails")
 
 
 class MigrationError(Exception):
@@ -127,7 +128,7 @@ async def _grant(conn: asyncpg.Connection, role: str, database: str) -> None:
         GRANT CONNECT ON DATABASE {db} TO {quoted};
         GRANT USAGE ON SCHEMA public TO {quoted};
         REVOKE ALL ON {ledger}, accounts, idempotency_keys, schema_migrations, rules,
-            list_items, merchants, merchant_secrets FROM {quoted};
+            list_items, merchants, merchant_secrets, relay_cursors FROM {quoted};
         GRANT SELECT, INSERT ON {ledger} TO {quoted};
         GRANT SELECT, INSERT ON accounts TO {quoted};
         GRANT UPDATE (balance_minor, posting_seq, posting_hash, txn_seq, txn_hash)
@@ -140,6 +141,8 @@ async def _grant(conn: asyncpg.Connection, role: str, database: str) -> None:
         GRANT UPDATE (name, category, webhook_url, delivery_enabled, disabled_reason,
             updated_at) ON merchants TO {quoted};
         GRANT UPDATE (expires_at) ON merchant_secrets TO {quoted};
+        GRANT SELECT ON relay_cursors TO {quoted};
+        GRANT UPDATE (txid, id, updated_at) ON relay_cursors TO {quoted};
     """)
 
 

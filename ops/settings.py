@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 
 from pipeline import StageConfig
+from webhooks.schedule import (DEFAULT_ALERT_SCHEDULE, DEFAULT_WEBHOOK_SCHEDULE, ScheduleError,
+                               parse_schedule)
 
 PREFIX = "SENTINEL_"
 STAGE_PREFIX = "SENTINEL_STAGE_"
@@ -70,6 +72,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_decline_threshold: float = 0.0
     # A payment with less than this left of its deadline is decided by the rules alone.
     scoring_min_budget_ms: float = 5.0
+    # RabbitMQ: every queue name starts with the prefix (tests use their own per run).
+    amqp_prefix: str = "sentinel"
+    # The outbox relay: events per batch (all confirms in flight at once), the idle poll,
+    # and how often a standby relay tries to take the lead.
+    relay_batch_max: int = 500
+    relay_poll_ms: float = 20.0
+    relay_takeover_s: float = 1.0
+    # Webhook delivery: delays before each retry (n delays = n + 1 attempts), unacknowledged
+    # deliveries per worker (= concurrent POSTs) and the timeout of one POST.
+    webhook_retry_schedule: str = DEFAULT_WEBHOOK_SCHEDULE
+    webhook_prefetch: int = 200
+    webhook_timeout_s: float = 15.0
+    # E-mail alerts for flagged and declined payments. Empty alert_to: logged, not mailed.
+    alert_to: str = ""
+    alert_from: str = "sentinel@localhost"
+    alert_retry_schedule: str = DEFAULT_ALERT_SCHEDULE
+    alert_prefetch: int = 500
+    # Alerts arriving within the window are sent as one digest (at most digest_max each).
+    alert_digest_window_s: float = 5.0
+    alert_digest_max: int = 50
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
     stages: dict[str, StageConfig] = msgspec.field(default_factory=lambda: dict(DEFAULT_STAGES))
 
     def stage(self, name: str) -> StageConfig:
@@ -136,4 +164,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if name in environ:
             values[field.name] = _convert(name, environ[name], field.type)
     values["stages"] = _load_stages(environ)
-    return Settings(**values)
+    settings = Settings(**values)
+    for name in ("webhook_retry_schedule", "alert_retry_schedule"):
+        try:
+            parse_schedule(getattr(settings, name))
+        except ScheduleError as exc:
+            raise SettingsError(f"{PREFIX}{name.upper()}: {exc}") from None
+    return settings

@@ -41,6 +41,7 @@ def settings() -> Settings:
         database_url=_with_db(base.database_url, name),
         admin_database_url=_with_db(base.admin_database_url, name),
         redis_prefix=f"sentinel-test-{RUN_ID}",
+        amqp_prefix=f"sentinel-test-{RUN_ID}",
         http_host="127.0.0.1", http_port=0, db_pool_max=20,
         jwt_secret="test-secret-" + "x" * 40,
         # Tests share cards and timestamps, which the model rightly finds odd: keep it from
