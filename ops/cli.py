@@ -1,4 +1,5 @@
-"""The `sentinel` command: serve, migrate, token, verify-ledger, generate, train, evaluate."""
+"""The `sentinel` command: serve, migrate, token, verify-ledger, generate, train, evaluate,
+relay, worker."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ledger.verify import verify_ledger
 from ops.application import Application
 from ops.model_commands import add_commands
 from ops.settings import Settings, SettingsError, load_settings
+from ops.workers import add_commands as add_worker_commands
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
                             help="recompute every hash chain and balance; non-zero on mismatch")
     verify.set_defaults(run=_verify_ledger)
     add_commands(sub)
+    add_worker_commands(sub)
     return top
 
 

@@ -13,8 +13,12 @@ from typing import Any
 import msgspec
 
 from pipeline import StageConfig
-from webhooks.schedule import (DEFAULT_ALERT_SCHEDULE, DEFAULT_WEBHOOK_SCHEDULE, ScheduleError,
-                               parse_schedule)
+from webhooks.schedule import (
+    DEFAULT_ALERT_SCHEDULE,
+    DEFAULT_WEBHOOK_SCHEDULE,
+    ScheduleError,
+    parse_schedule,
+)
 
 PREFIX = "SENTINEL_"
 STAGE_PREFIX = "SENTINEL_STAGE_"

@@ -4,7 +4,10 @@ Each delivery runs in its own task (at most `prefetch` at once: the broker sends
 unacknowledged messages than that); the handler acknowledges it. When the connection drops,
 unacknowledged messages go back to their queue and are redelivered, to this worker after it
 reconnects or to another one: a crash or an outage costs a duplicate attempt (same event id),
-never a lost job. Stopping cancels the subscription and lets in-flight deliveries finish.
+never a lost job. A handler that fails (its database is down) ends the session the same way,
+and the next one subscribes only once `ready()` passes, so an outage does not spin messages
+through redeliveries (a quorum queue dead-letters a message after DELIVERY_LIMIT of them).
+Stopping cancels the subscription and lets in-flight deliveries finish.
 
 Retries: `schedule_retry` republishes the job, attempt + 1, to the delay queue of its tier;
 when no attempt is left `bury` sends it to the dead-letter queue. Both wait for the confirm;
@@ -14,6 +17,7 @@ the handler acknowledges the original only afterwards.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -47,6 +51,11 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Coroutine[object, object, None]]
+Probe = Callable[[], Awaitable[object]]
+
+
+async def _always_ready() -> None:
+    return None
 
 
 @dataclass
@@ -55,10 +64,12 @@ class Consumer:
     queues: topology.JobQueues
     handle: Handler
     prefetch: int = 100
+    ready: Probe = _always_ready
     retry_s: float = 1.0
     drain_timeout_s: float = 30.0
     sessions: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _failed: asyncio.Event = field(default_factory=asyncio.Event)
     _subscribed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_subscribed(self) -> None:
@@ -75,6 +86,8 @@ class Consumer:
                 await _wait(stop, self.retry_s)
 
     async def _session(self, stop: asyncio.Event) -> None:
+        await self.ready()
+        self._failed.clear()
         connection = await aio_pika.connect(self.amqp_url, timeout=5)
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
@@ -84,31 +97,37 @@ class Consumer:
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await topology.declare(channel, self.queues)
 
+            session = self.sessions + 1
+
             async def on_message(message: AbstractIncomingMessage) -> None:
-                self._start(Delivery(message, channel, self.queues))
+                self._start(Delivery(message, channel, self.queues), session)
 
             tag = await queue.consume(on_message)
             self.sessions += 1
             self._subscribed.set()
-            await _first(stop.wait(), lost.wait())
+            await _first(stop.wait(), lost.wait(), self._failed.wait())
             if lost.is_set():
                 raise ConnectionError("connection to RabbitMQ lost")
+            if self._failed.is_set():
+                raise ConnectionError("a delivery failed; its messages go back to the queue")
             await queue.cancel(tag)
             await self._drain()
         finally:
             self._subscribed.clear()
             await connection.close()
 
-    def _start(self, delivery: Delivery) -> None:
+    def _start(self, delivery: Delivery, session: int) -> None:
         task = asyncio.get_running_loop().create_task(self.handle(delivery))
         self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(functools.partial(self._finished, session))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, session: int, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # The message stays unacknowledged and comes back after a reconnect.
             log.error("%s: a delivery failed", self.queues.work, exc_info=task.exception())
+            if session == self.sessions:
+                # The message is still unacknowledged: end the session so it comes back.
+                self._failed.set()
 
     async def _drain(self) -> None:
         if self._tasks:

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 
 from ledger.money import format_amount
 
@@ -120,7 +121,7 @@ def encode(value: Event | AlertData) -> bytes:
     return _encoder.encode(value)
 
 
-async def load_event(conn: asyncpg.Pool | asyncpg.Connection,
+async def load_event(conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
                      transaction_id: str) -> asyncpg.Record | None:
     """The row of one transaction's event (COLUMNS plus the merchant's delivery state)."""
     row: asyncpg.Record | None = await conn.fetchrow(

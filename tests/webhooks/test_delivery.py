@@ -1,0 +1,284 @@
+"""Webhooks end to end against the real services: edge -> ledger (outbox) -> relay ->
+RabbitMQ -> worker -> a merchant's endpoint; retries, dead letters, 410, crashes, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+
+from ops.workers import webhook_queues
+from tests.conftest import Server, unique, wait_for
+from tests.webhooks.conftest import SCHEDULE, DeliverySystem, MerchantSite
+from webhooks import events
+from webhooks.schedule import parse_schedule
+from webhooks.signing import verify
+
+pytestmark = pytest.mark.integration
+
+
+async def register(server: Server, site: MerchantSite, name: str | None = None) -> tuple[str, str]:
+    """A merchant whose endpoint is `site`'s /hooks/<merchant_id>; (id, signing secret)."""
+    merchant_id = name or unique("shop")
+    status, body, _ = await server.call("POST", "/v1/merchants", json={
+        "merchant_id": merchant_id, "name": "Test shop", "webhook_url": site.url(merchant_id)})
+    assert status == 201, body
+    return merchant_id, body["signing_secret"]
+
+
+async def pay(server: Server, make_account: Callable[..., Awaitable[str]],
+              make_transaction: Callable[..., dict[str, Any]], merchant_id: str,
+              account_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    account_id = account_id or await make_account(deposit="1000.00")
+    body = make_transaction(account_id, merchant_id=merchant_id, **overrides)
+    status, answer, _ = await server.call("POST", "/v1/transactions", json=body,
+                                          headers={"Idempotency-Key": unique("k")})
+    assert status == 200, answer
+    return answer
+
+
+async def attempts(pool: asyncpg.Pool, transaction_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT * FROM webhook_attempts WHERE transaction_id = $1 "
+                            "ORDER BY attempt_id", transaction_id)
+
+
+def outcomes_are(pool: asyncpg.Pool, transaction_id: str,
+                 expected: list[str]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return [r["outcome"] for r in await attempts(pool, transaction_id)] == expected
+    return check
+
+
+async def test_a_payment_reaches_its_merchant_signed(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, secret = await register(server, merchant_site)
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+    event_id = "evt_" + answer["transaction_id"]
+
+    await wait_for(lambda: _true(merchant_site.of(merchant_id)), timeout_s=10)
+    [got] = merchant_site.of(merchant_id)
+    headers = {k.lower(): v for k, v in got.headers.items()}
+    assert headers["webhook-id"] == event_id
+    verify(secret, event_id, headers["webhook-timestamp"], got.body,
+           headers["webhook-signature"])
+    event = events.event_decoder.decode(got.body)
+    assert event.type == events.TYPES[answer["decision"]]
+    assert event.data.transaction_id == answer["transaction_id"]
+    assert event.data.amount == "10.00" and event.data.merchant_id == merchant_id
+    # The body is the one GET /v1/events/{id} rebuilds from the ledger.
+    row = await events.load_event(pool, answer["transaction_id"])
+    assert row is not None and events.encode(events.event_of(row)) == got.body
+
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["delivered"]))
+    [attempt] = await attempts(pool, answer["transaction_id"])
+    assert attempt["status_code"] == 200 and attempt["attempt"] == 1
+    assert attempt["url"] == merchant_site.url(merchant_id) and attempt["latency_ms"] >= 0
+
+
+async def test_a_merchant_without_url_gets_nothing(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    quiet = unique("quiet")
+    status, _, _ = await server.call("POST", "/v1/merchants",
+                                     json={"merchant_id": quiet, "name": "No hooks"})
+    assert status == 201
+    merchant_id, _ = await register(server, merchant_site)
+    silent = await pay(server, make_account, make_transaction, quiet)
+    loud = await pay(server, make_account, make_transaction, merchant_id)
+    # The second payment committed after the first: once it arrived, the first was relayed.
+    await wait_for(outcomes_are(pool, loud["transaction_id"], ["delivered"]))
+    assert merchant_site.of(quiet) == []
+    assert await attempts(pool, silent["transaction_id"]) == []
+
+
+async def test_a_merchant_down_is_retried_on_schedule_until_it_answers(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, _ = await register(server, merchant_site)
+    merchant_site.answers[merchant_id] = lambda n: 503 if n < 2 else 200
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["retry", "retry", "delivered"]))
+    got = merchant_site.of(merchant_id)
+    assert len({r.headers["webhook-id"] for r in got}) == 1 and len(got) == 3
+    # The same bytes every time; the gaps follow the schedule (minus at most the jitter).
+    assert {r.body for r in got} == {got[0].body}
+    delays_s = [ms / 1000 for ms in parse_schedule(SCHEDULE)]
+    gaps_s = [b.at_s - a.at_s for a, b in itertools.pairwise(got)]
+    assert all(gap >= 0.9 * delay for gap, delay in zip(gaps_s, delays_s, strict=False)), gaps_s
+    rows = await attempts(pool, answer["transaction_id"])
+    assert [r["attempt"] for r in rows] == [1, 2, 3]
+    assert rows[0]["status_code"] == 503 and rows[0]["error"].startswith("HTTP 503")
+    assert rows[0]["next_attempt_at"] > rows[0]["attempted_at"]
+
+
+async def test_a_stopped_merchant_server_gets_the_event_when_it_is_back(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    away = MerchantSite()
+    await away.start()
+    port = away.port
+    merchant_id = unique("away")
+    status, _, _ = await server.call("POST", "/v1/merchants", json={
+        "merchant_id": merchant_id, "name": "Away", "webhook_url": away.url(merchant_id)})
+    assert status == 201
+    await away.stop()
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["retry"]))
+    [first] = await attempts(pool, answer["transaction_id"])
+    assert first["status_code"] is None and first["error"]
+    await away.start(port)
+    try:
+        await wait_for(lambda: _true(away.of(merchant_id)), timeout_s=10)
+        await wait_for(outcomes_are(pool, answer["transaction_id"], ["retry", "delivered"]))
+    finally:
+        await away.stop()
+
+
+async def test_a_merchant_always_failing_ends_in_the_dead_letter_queue(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool, settings):
+    merchant_id, _ = await register(server, merchant_site)
+    merchant_site.answers[merchant_id] = lambda n: 500
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+
+    attempts_total = len(parse_schedule(SCHEDULE)) + 1
+    expected = ["retry"] * (attempts_total - 1) + ["failed"]
+    await wait_for(outcomes_are(pool, answer["transaction_id"], expected), timeout_s=15)
+    assert len(merchant_site.of(merchant_id)) == attempts_total
+    dead = await dead_letters(delivery)
+    assert "evt_" + answer["transaction_id"] in dead
+
+
+async def dead_letters(delivery: DeliverySystem) -> list[str]:
+    """Event ids in the dead-letter queue (read and put back)."""
+    connection = await aio_pika.connect(delivery.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(webhook_queues(delivery.settings).dead)
+        seen = []
+        while (message := await queue.get(fail=False)) is not None:
+            seen.append(message.message_id or "")
+        return seen  # closing the channel requeues what was read
+
+
+async def test_410_gone_disables_the_merchant(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, _ = await register(server, merchant_site)
+    merchant_site.answers[merchant_id] = lambda n: 410
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["gone"]))
+    status, merchant, _ = await server.call("GET", f"/v1/merchants/{merchant_id}")
+    assert status == 200 and merchant["delivery_enabled"] is False
+    assert "410" in merchant["disabled_reason"]
+    assert len(merchant_site.of(merchant_id)) == 1
+
+
+async def test_a_worker_killed_mid_delivery_redelivers_the_same_event(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool, tmp_path):
+    merchant_id, _ = await register(server, merchant_site)
+    hold = merchant_site.holds[merchant_id] = asyncio.Event()
+    await delivery.halt_worker()
+    process = await start_worker_process(delivery)
+    try:
+        answer = await pay(server, make_account, make_transaction, merchant_id)
+        # The other worker has the message and waits on the merchant's answer: kill it.
+        await wait_for(lambda: _true(merchant_site.of(merchant_id)), timeout_s=30)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    hold.set()
+    delivery.start_worker()
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["delivered"]), timeout_s=15)
+    got = merchant_site.of(merchant_id)
+    assert len(got) == 2
+    assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"] == (
+        "evt_" + answer["transaction_id"])
+
+
+async def start_worker_process(delivery: DeliverySystem) -> asyncio.subprocess.Process:
+    s = delivery.settings
+    env = {**os.environ, "SENTINEL_DATABASE_URL": s.database_url,
+           "SENTINEL_AMQP_URL": s.amqp_url, "SENTINEL_AMQP_PREFIX": s.amqp_prefix,
+           "SENTINEL_WEBHOOK_RETRY_SCHEDULE": s.webhook_retry_schedule}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops.cli", "worker", "webhooks", env=env)
+
+
+async def test_a_broker_outage_delays_events_and_loses_none(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, _ = await register(server, merchant_site)
+    account_id = await make_account(deposit="1000.00")
+    sent = [await pay(server, make_account, make_transaction, merchant_id, account_id)
+            for _ in range(5)]
+    failures_before = delivery.relay_object.statistics().failures
+    connections_before = delivery.proxy.connections
+    delivery.proxy.cut()
+    try:
+        # Payments keep being screened and committed while the broker is unreachable.
+        sent += [await pay(server, make_account, make_transaction, merchant_id, account_id)
+                 for _ in range(20)]
+        await asyncio.sleep(0.5)  # let the relay and the worker notice and fail
+    finally:
+        delivery.proxy.restore()
+    sent += [await pay(server, make_account, make_transaction, merchant_id, account_id)
+             for _ in range(5)]
+    expected = {"evt_" + a["transaction_id"] for a in sent}
+
+    async def all_arrived() -> bool:
+        return expected <= {r.headers["webhook-id"] for r in merchant_site.of(merchant_id)}
+    await wait_for(all_arrived, timeout_s=30)
+    ids = [r.headers["webhook-id"] for r in merchant_site.of(merchant_id)]
+    assert set(ids) == expected  # duplicates possible, only of these ids
+    # The outage was real: the relay failed to publish and both sides reconnected.
+    assert delivery.relay_object.statistics().failures > failures_before
+    assert delivery.proxy.connections >= connections_before + 2
+
+
+async def test_another_relay_takes_over_when_the_leader_dies(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, _ = await register(server, merchant_site)
+    await delivery.halt_relay()
+    s = delivery.settings
+    env = {**os.environ, "SENTINEL_DATABASE_URL": s.database_url,
+           "SENTINEL_AMQP_URL": s.amqp_url, "SENTINEL_AMQP_PREFIX": s.amqp_prefix,
+           "SENTINEL_RELAY_POLL_MS": "10"}
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ops.cli", "relay",
+                                                   env=env)
+    try:
+        first = await pay(server, make_account, make_transaction, merchant_id)
+        await wait_for(outcomes_are(pool, first["transaction_id"], ["delivered"]), timeout_s=30)
+        delivery.start_relay()  # a standby: the process holds the lead
+        await asyncio.sleep(0.3)
+        assert not delivery.relay_object.statistics().leader
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    await asyncio.wait_for(delivery.relay_object.wait_leader(), 10)
+    second = await pay(server, make_account, make_transaction, merchant_id)
+    await wait_for(outcomes_are(pool, second["transaction_id"], ["delivered"]), timeout_s=10)
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
