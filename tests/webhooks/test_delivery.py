@@ -160,6 +160,27 @@ async def test_a_merchant_always_failing_ends_in_the_dead_letter_queue(
     assert "evt_" + answer["transaction_id"] in dead
 
 
+async def test_retries_stop_when_the_merchant_disables_delivery(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, _ = await register(server, merchant_site)
+    merchant_site.answers[merchant_id] = lambda n: 503
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+    await wait_for(lambda: _true(merchant_site.of(merchant_id)))
+    status, _, _ = await server.call("PATCH", f"/v1/merchants/{merchant_id}",
+                                     json={"delivery_enabled": False})
+    assert status == 200
+
+    async def settled() -> bool:
+        rows = await attempts(pool, answer["transaction_id"])
+        return bool(rows) and rows[-1]["outcome"] == "skipped"
+    await wait_for(settled, timeout_s=15)
+    outcomes = [r["outcome"] for r in await attempts(pool, answer["transaction_id"])]
+    # Queued retries read the merchant afresh (within the worker's 1 s cache).
+    assert outcomes[-1] == "skipped" and set(outcomes[:-1]) == {"retry"}
+    assert len(merchant_site.of(merchant_id)) == len(outcomes) - 1
+
+
 async def dead_letters(delivery: DeliverySystem) -> list[str]:
     """Event ids in the dead-letter queue (read and put back)."""
     connection = await aio_pika.connect(delivery.settings.amqp_url)
