@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from http_edge.auth import PRINCIPAL, TokenIssuer
+from http_edge.events_api import EventsApi
+from http_edge.events_api import add_routes as add_event_routes
 from http_edge.handlers import Api, Handler
 from http_edge.merchants_api import MerchantsApi
 from http_edge.merchants_api import add_routes as add_merchant_routes
@@ -97,16 +99,7 @@ def _auth_middleware(tokens: TokenIssuer) -> Callable[..., Awaitable[web.StreamR
     return auth
 
 
-def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes, *,
-              max_body_bytes: int, model_api: ModelApi | None = None,
-              merchants_api: MerchantsApi | None = None) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes,
-                          middlewares=[_error_middleware(api), _auth_middleware(tokens)])
-    document = openapi_document()
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
+def _readiness(probes: Probes) -> Handler:
     async def readyz(request: web.Request) -> web.Response:
         failing = {}
         for name, check in probes.checks.items():
@@ -117,6 +110,19 @@ def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes
         if failing:
             return web.json_response({"status": "unavailable", "failing": failing}, status=503)
         return web.json_response({"status": "ready", "checks": sorted(probes.checks)})
+    return readyz
+
+
+def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes, *,
+              max_body_bytes: int, model_api: ModelApi | None = None,
+              merchants_api: MerchantsApi | None = None,
+              events_api: EventsApi | None = None) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes,
+                          middlewares=[_error_middleware(api), _auth_middleware(tokens)])
+    document = openapi_document()
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     async def metrics(request: web.Request) -> web.Response:
         text = render_metrics(api.statistics, api.pipeline.statistics())
@@ -127,7 +133,7 @@ def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes
         return web.json_response(document)
 
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/readyz", _readiness(probes))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_post("/v1/transactions", api.screen_transaction)
@@ -142,4 +148,6 @@ def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes
         app.router.add_get("/v1/model", model_api.current)
     if merchants_api is not None:
         add_merchant_routes(app, merchants_api)
+    if events_api is not None:
+        add_event_routes(app, events_api)
     return app

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from http_edge.events_api import DeliveryPageOut, EventOut, ReplayOut
 from http_edge.model_api import ModelOut
 from http_edge.schemas import (
     AccountIn,
@@ -19,6 +20,7 @@ from http_edge.schemas import (
     TransactionOut,
     TransactionPage,
 )
+from webhooks.deliveries import OUTCOMES
 
 _REF = "#/components/schemas/{name}"
 _PROBLEM = {"description": "problem details (RFC 9457)",
@@ -57,9 +59,14 @@ def _path_param(name: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         (TransactionIn, TransactionOut, TransactionDetail, TransactionPage, AccountIn,
-         AccountOut, DepositIn, DepositOut, BalanceOut, ModelOut, Problem),
+         AccountOut, DepositIn, DepositOut, BalanceOut, ModelOut, DeliveryPageOut, EventOut,
+         ReplayOut, Problem),
         ref_template=_REF)
     account = _path_param("account_id")
+    event = _path_param("event_id")
+    page = [{"name": "limit", "in": "query", "schema": {
+                "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}}]
     paths = {
         "/v1/transactions": {"post": _operation(
             "Screen a card payment", "transactions:write",
@@ -88,11 +95,22 @@ def openapi_document() -> dict[str, Any]:
         "/v1/accounts/{account_id}/transactions": {"get": _operation(
             "Transaction history, newest first", "transactions:read",
             ("200", "TransactionPage", "one page; follow next_cursor for the next"),
-            params=[account,
-                    {"name": "limit", "in": "query", "schema": {
-                        "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+            params=[account, *page], errors=(400, 401, 403, 404))},
+        "/v1/merchants/{merchant_id}/deliveries": {"get": _operation(
+            "A merchant's webhook delivery attempts, newest first", "merchants:read",
+            ("200", "DeliveryPageOut", "one page; follow next_cursor for the next"),
+            params=[_path_param("merchant_id"), *page,
+                    {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
+                    {"name": "event_id", "in": "query", "schema": {"type": "string"}}],
             errors=(400, 401, 403, 404))},
+        "/v1/events/{event_id}": {"get": _operation(
+            "A webhook event, its delivery status and attempts", "merchants:read",
+            ("200", "EventOut", "the event as delivered, with its attempts oldest first"),
+            params=[event], errors=(401, 403, 404))},
+        "/v1/events/{event_id}/replay": {"post": _operation(
+            "Deliver an event again", "merchants:write",
+            ("202", "ReplayOut", "queued: the relay publishes it, even after a broker outage"),
+            params=[event], errors=(400, 401, 403, 404, 409, 415, 422))},
         "/v1/model": {"get": _operation(
             "The risk model this process serves", "rules:read",
             ("200", "ModelOut", "version, features, thresholds, training record"),

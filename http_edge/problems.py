@@ -91,6 +91,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "rule_exists": 409,
     "merchant_not_found": 404,
     "merchant_exists": 409,
+    "event_not_found": 404,
+    "no_webhook_url": 409,
+    "delivery_disabled": 409,
 }
 
 _encode_problem = msgspec.json.Encoder().encode

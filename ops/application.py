@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 
 from http_edge.app import Probes, build_app
 from http_edge.auth import TokenIssuer
+from http_edge.events_api import EventsApi
 from http_edge.handlers import Api
 from http_edge.merchants_api import MerchantsApi
 from http_edge.metrics import EdgeStatistics
@@ -40,6 +41,7 @@ from stages.respond import RespondStage
 from stages.rules import RulesStage
 from stages.scoring import ScoringStage
 from stages.velocity import VelocityStore
+from webhooks.deliveries import DeliveryLog
 from webhooks.merchants import MerchantStore
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,8 @@ class Application:
         app = build_app(api, RulesApi(rule_store), self.tokens(),
                         Probes({"postgresql": ledger.ping, "redis": redis_ping}),
                         max_body_bytes=s.max_body_bytes, model_api=ModelApi(self.models),
-                        merchants_api=MerchantsApi(MerchantStore(self.pool)))
+                        merchants_api=MerchantsApi(MerchantStore(self.pool)),
+                        events_api=EventsApi(DeliveryLog(self.pool)))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=s.shutdown_timeout_s)
         await self.runner.setup()

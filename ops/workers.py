@@ -19,8 +19,8 @@ from ledger.repository import open_pool
 from ops.settings import Settings
 from webhooks.attempts import AttemptLog
 from webhooks.consumer import Consumer
-from webhooks.delivery import WebhookClient
 from webhooks.endpoints import EndpointCache
+from webhooks.http_client import WebhookClient
 from webhooks.relay import Relay
 from webhooks.schedule import parse_schedule
 from webhooks.topology import JobQueues

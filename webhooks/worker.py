@@ -20,8 +20,8 @@ import msgspec
 
 from webhooks.attempts import Attempt, AttemptLog
 from webhooks.consumer import Delivery
-from webhooks.delivery import Answer, WebhookClient
 from webhooks.endpoints import Endpoint, EndpointCache
+from webhooks.http_client import Answer, WebhookClient
 from webhooks.jobs import BadJob, Job, job_of
 from webhooks.schedule import delay_for
 

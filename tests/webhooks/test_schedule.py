@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from webhooks.delivery import MAX_RETRY_AFTER_S, retry_after_s
+from webhooks.http_client import MAX_RETRY_AFTER_S, retry_after_s
 from webhooks.schedule import (
     DEFAULT_ALERT_SCHEDULE,
     DEFAULT_WEBHOOK_SCHEDULE,
