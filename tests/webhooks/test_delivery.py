@@ -303,3 +303,27 @@ async def test_another_relay_takes_over_when_the_leader_dies(
 
 async def _true(value: object) -> bool:
     return bool(value)
+
+
+async def test_a_replay_is_delivered_again_with_the_same_id(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    merchant_id, secret = await register(server, merchant_site)
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+    event_id = "evt_" + answer["transaction_id"]
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["delivered"]))
+
+    status, body, _ = await server.call("POST", f"/v1/events/{event_id}/replay",
+                                        scopes=("merchants:write",))
+    assert status == 202, body
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["delivered", "delivered"]))
+    first, second = merchant_site.of(merchant_id)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == event_id
+    assert first.body == second.body
+    verify(secret, event_id, second.headers["webhook-timestamp"], second.body,
+           second.headers["webhook-signature"])
+    rows = await attempts(pool, answer["transaction_id"])
+    assert [r["replay_id"] for r in rows] == [None, body["replay_id"]]
+    status, shown, _ = await server.call("GET", f"/v1/events/{event_id}",
+                                         scopes=("merchants:read",))
+    assert status == 200 and shown["status"] == "delivered" and len(shown["attempts"]) == 2
