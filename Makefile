@@ -23,8 +23,9 @@ services:
 migrate: $(STAMP) services
 	$(BIN)/sentinel migrate
 
+# The edge, the outbox relay and the webhook and alert workers (ops/run.sh); Ctrl-C stops all.
 run: migrate
-	$(BIN)/sentinel serve
+	@BIN=$(BIN) bash ops/run.sh
 
 test: $(STAMP) services
 	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=80

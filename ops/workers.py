@@ -17,10 +17,12 @@ import uvloop
 
 from ledger.repository import open_pool
 from ops.settings import Settings
+from webhooks.alerts import AlertWorker
 from webhooks.attempts import AttemptLog
 from webhooks.consumer import Consumer
 from webhooks.endpoints import EndpointCache
 from webhooks.http_client import WebhookClient
+from webhooks.mail import SmtpConfig, parse_recipients
 from webhooks.relay import Relay
 from webhooks.schedule import parse_schedule
 from webhooks.topology import JobQueues
@@ -70,6 +72,30 @@ async def run_webhook_worker(settings: Settings, stop: asyncio.Event) -> None:
         await pool.close()
 
 
+async def run_alert_worker(settings: Settings, stop: asyncio.Event) -> None:
+    pool = await open_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        queues = alert_queues(settings)
+        worker = AlertWorker(
+            pool, queues,
+            smtp=SmtpConfig(host=settings.smtp_host, port=settings.smtp_port,
+                            username=settings.smtp_username, password=settings.smtp_password,
+                            starttls=settings.smtp_starttls, timeout_s=settings.smtp_timeout_s),
+            recipients=parse_recipients(settings.alert_to), sender=settings.alert_from,
+            digest_window_s=settings.alert_digest_window_s,
+            digest_max=settings.alert_digest_max)
+        consumer = Consumer(settings.amqp_url, queues, worker.handle,
+                            prefetch=settings.alert_prefetch,
+                            drain_timeout_s=settings.shutdown_timeout_s)
+        # handle() waits for the mail that run() sends: both run until stop, neither alone.
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(consumer.run(stop))
+            tasks.create_task(worker.run(stop))
+        log.info("alert worker stopped: %s", worker.statistics())
+    finally:
+        await pool.close()
+
+
 def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
@@ -88,8 +114,9 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    runners = {"webhooks": run_webhook_worker}
-    log.info("worker %s: consuming %s", args.kind, webhook_queues(settings).work)
+    runners = {"webhooks": run_webhook_worker, "alerts": run_alert_worker}
+    queues = {"webhooks": webhook_queues, "alerts": alert_queues}[args.kind](settings)
+    log.info("worker %s: consuming %s", args.kind, queues.work)
     return _run_until_signalled(lambda stop: runners[args.kind](settings, stop))
 
 

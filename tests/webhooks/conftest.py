@@ -7,15 +7,21 @@ compressed (milliseconds instead of hours); everything else is the production co
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import msgspec
 import pytest
 from aiohttp import web
+from aiosmtpd.controller import Controller
 
 from ops.settings import Settings
 from ops.workers import alert_queues, build_relay, run_webhook_worker, webhook_queues
@@ -23,6 +29,44 @@ from tests.webhooks.tcp_proxy import TcpProxy
 from webhooks import topology
 
 SCHEDULE = "300ms,600ms,900ms"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MailServer:
+    """aiosmtpd on a fixed free port, stoppable and startable again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[str, list[str], EmailMessage]] = []
+        self.reply = "250 OK"
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.reply.startswith("250"):
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return self.reply
+
+    async def start(self) -> None:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        await asyncio.to_thread(self._controller.start)
+
+    async def stop(self) -> None:
+        if self._controller is not None:
+            await asyncio.to_thread(self._controller.stop)
+            self._controller = None
+
+    @property
+    def mails(self) -> list[EmailMessage]:
+        return [message for _, _, message in self.received]
+
 
 
 @dataclass

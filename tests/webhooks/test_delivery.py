@@ -13,11 +13,12 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import msgspec
 import pytest
 
-from ops.workers import webhook_queues
+from ops.workers import run_alert_worker, webhook_queues
 from tests.conftest import Server, unique, wait_for
-from tests.webhooks.conftest import SCHEDULE, DeliverySystem, MerchantSite
+from tests.webhooks.conftest import SCHEDULE, DeliverySystem, MailServer, MerchantSite
 from webhooks import events
 from webhooks.schedule import parse_schedule
 from webhooks.signing import verify
@@ -327,3 +328,35 @@ async def test_a_replay_is_delivered_again_with_the_same_id(
     status, shown, _ = await server.call("GET", f"/v1/events/{event_id}",
                                          scopes=("merchants:read",))
     assert status == 200 and shown["status"] == "delivered" and len(shown["attempts"]) == 2
+
+
+async def test_a_declined_payment_mails_the_fraud_team(
+        server: Server, delivery: DeliverySystem, make_account, make_transaction,
+        pool: asyncpg.Pool):
+    mail = MailServer()
+    await mail.start()
+    settings = msgspec.structs.replace(
+        delivery.settings, smtp_port=mail.port, alert_to="fraud@bank.test",
+        alert_digest_window_s=0.2)
+    stop = asyncio.Event()
+    worker = asyncio.ensure_future(run_alert_worker(settings, stop))
+    try:
+        account_id = await make_account()  # no money: the ledger declines
+        body = make_transaction(account_id, merchant_id=unique("shop"))
+        status, answer, _ = await server.call("POST", "/v1/transactions", json=body,
+                                              headers={"Idempotency-Key": unique("k")})
+        assert status == 200 and answer["decision"] == "decline", answer
+
+        async def mailed() -> bool:
+            return any(answer["transaction_id"] in m.get_content() for m in mail.mails)
+        await wait_for(mailed, timeout_s=15)
+        [message] = [m for m in mail.mails if answer["transaction_id"] in m.get_content()]
+        assert "insufficient_funds" in message.get_content()
+        assert message["To"] == "fraud@bank.test"
+        assert await pool.fetchval(
+            "SELECT count(*) FROM alert_mails WHERE $1 = ANY(event_ids)",
+            "evt_" + answer["transaction_id"]) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        await mail.stop()
