@@ -65,16 +65,50 @@ class AttemptLog:
             batch, self._pending = (self._pending[:self._batch_max],
                                     self._pending[self._batch_max:])
             try:
-                await self._pool.copy_records_to_table(
-                    "webhook_attempts", columns=COLUMNS,
-                    records=[attempt.row() for attempt, _ in batch])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # Every waiter sees the failure and leaves its message unacknowledged.
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.written += len(batch)
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+                await self._write(batch)
+            except BaseException as exc:
+                # Nobody may wait forever: every waiter of the batch sees the failure.
+                _settle(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _write(self, batch: list[tuple[Attempt, asyncio.Future[None]]]) -> None:
+        try:
+            await self._pool.copy_records_to_table(
+                "webhook_attempts", columns=COLUMNS, records=[a.row() for a, _ in batch])
+        except asyncpg.PostgresError as exc:
+            if _is_connection_error(exc) or len(batch) == 1:
+                raise
+            # One bad row (a hand-published job naming no transaction) fails the whole COPY:
+            # write the rows one by one so only its own delivery sees the error.
+            for attempt, future in batch:
+                try:
+                    await self._pool.execute(_INSERT_ONE, *attempt.row())
+                except asyncpg.PostgresError as one:
+                    _settle([(attempt, future)], one)
+                else:
+                    self.written += 1
+                    _settle([(attempt, future)], None)
+            return
+        self.written += len(batch)
+        _settle(batch, None)
+
+
+_INSERT_ONE = (f"INSERT INTO webhook_attempts ({', '.join(COLUMNS)}) "
+               f"VALUES ({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))})")
+
+
+def _is_connection_error(exc: asyncpg.PostgresError) -> bool:
+    # SQLSTATE class 08: connection exceptions; 57P: operator intervention (shutdown).
+    state = getattr(exc, "sqlstate", "") or ""
+    return state.startswith(("08", "57P"))
+
+
+def _settle(batch: list[tuple[Attempt, asyncio.Future[None]]], exc: BaseException | None) -> None:
+    for _, future in batch:
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import msgspec
 
 from webhooks.attempts import Attempt, AttemptLog
@@ -68,12 +69,15 @@ class WebhookWorker:
     async def handle(self, delivery: Delivery) -> None:
         try:
             job = job_of(delivery.message)
-        except BadJob as exc:
-            # Not ours: straight to the dead-letter queue (the work queue's DLX), never looped.
-            log.error("%s", exc)
+            await self._attempt(delivery, job)
+        except (BadJob, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+            # Not a job of ours (no headers, or naming no transaction): straight to the
+            # dead-letter queue (the work queue's DLX), never redelivered in a loop.
+            log.error("%s: %s: dead-lettered", delivery.queues.work, exc)
             self._counts["rejected"] += 1
             await delivery.message.reject(requeue=False)
-            return
+
+    async def _attempt(self, delivery: Delivery, job: Job) -> None:
         endpoint = await self._endpoints.get(job.merchant_id)
         attempted_at = self._clock()
         if endpoint is None or not endpoint.deliverable:

@@ -190,5 +190,8 @@ async def delivery(database: Settings, server: object) -> AsyncIterator[Delivery
     connection = await aio_pika.connect(database.amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queues in (webhook_queues(settings), alert_queues(settings)):
+        # The queues of the compressed schedule and of the defaults (a subprocess started
+        # without the schedule declares those).
+        for queues in (webhook_queues(settings), alert_queues(settings),
+                       webhook_queues(database), alert_queues(database)):
             await topology.delete(channel, queues)

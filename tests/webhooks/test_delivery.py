@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -19,7 +20,9 @@ import pytest
 from ops.workers import run_alert_worker, webhook_queues
 from tests.conftest import Server, unique, wait_for
 from tests.webhooks.conftest import SCHEDULE, DeliverySystem, MailServer, MerchantSite
-from webhooks import events
+from webhooks import events, topology
+from webhooks.attempts import Attempt, AttemptLog
+from webhooks.jobs import Job, publish
 from webhooks.schedule import parse_schedule
 from webhooks.signing import verify
 
@@ -282,7 +285,8 @@ async def test_another_relay_takes_over_when_the_leader_dies(
     s = delivery.settings
     env = {**os.environ, "SENTINEL_DATABASE_URL": s.database_url,
            "SENTINEL_AMQP_URL": s.amqp_url, "SENTINEL_AMQP_PREFIX": s.amqp_prefix,
-           "SENTINEL_RELAY_POLL_MS": "10"}
+           "SENTINEL_RELAY_POLL_MS": "10",
+           "SENTINEL_WEBHOOK_RETRY_SCHEDULE": s.webhook_retry_schedule}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ops.cli", "relay",
                                                    env=env)
     try:
@@ -360,3 +364,48 @@ async def test_a_declined_payment_mails_the_fraud_team(
         stop.set()
         await asyncio.wait_for(worker, 30)
         await mail.stop()
+
+
+async def test_messages_that_are_no_jobs_of_ours_are_dead_lettered(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite,
+        make_account, make_transaction, pool: asyncpg.Pool):
+    queues = webhook_queues(delivery.settings)
+    ghost = Job(event_id="evt_" + unique("ghost"), transaction_id=unique("ghost"),
+                merchant_id=unique("nobody"), attempt=1, body=b"{}")
+    connection = await aio_pika.connect(delivery.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await topology.declare(channel, queues)
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"not a job", message_id="no-headers"), routing_key=queues.work,
+            mandatory=True)
+        await publish(channel, queues.work, ghost)  # names no transaction: cannot be recorded
+
+    async def both_dead() -> bool:
+        return {"no-headers", ghost.event_id} <= set(await dead_letters(delivery))
+    await wait_for(both_dead, timeout_s=15)
+    # The worker goes on delivering.
+    merchant_id, _ = await register(server, merchant_site)
+    answer = await pay(server, make_account, make_transaction, merchant_id)
+    await wait_for(outcomes_are(pool, answer["transaction_id"], ["delivered"]))
+
+
+async def test_one_bad_attempt_does_not_fail_its_batch(
+        server: Server, make_account, make_transaction, pool: asyncpg.Pool):
+    good = [await pay(server, make_account, make_transaction, unique("shop")) for _ in range(3)]
+    log = AttemptLog(pool, batch_wait_s=0.05)
+
+    def attempt(transaction_id: str) -> Attempt:
+        return Attempt(event_id="evt_" + transaction_id, transaction_id=transaction_id,
+                       merchant_id="m", replay_id=None, attempt=1, url=None,
+                       attempted_at=datetime.now(UTC), status_code=None, latency_ms=None,
+                       error="test", outcome="skipped")
+
+    results = await asyncio.gather(
+        *(log.record(attempt(a["transaction_id"])) for a in good),
+        log.record(attempt(unique("missing"))), return_exceptions=True)
+    assert results[:3] == [None, None, None]
+    assert isinstance(results[3], asyncpg.ForeignKeyViolationError)
+    assert log.written == 3
+    for a in good:
+        assert [r["outcome"] for r in await attempts(pool, a["transaction_id"])] == ["skipped"]
