@@ -19,6 +19,7 @@ from ledger.repository import open_pool
 from ops.settings import Settings
 from webhooks.alerts import AlertWorker
 from webhooks.attempts import AttemptLog
+from webhooks.connections import wait_or_stop
 from webhooks.consumer import Consumer
 from webhooks.endpoints import EndpointCache
 from webhooks.http_client import WebhookClient
@@ -47,8 +48,22 @@ def build_relay(settings: Settings) -> Relay:
                  takeover_s=settings.relay_takeover_s)
 
 
+# How often a running relay or worker logs its statistics record.
+REPORT_EVERY_S = 60.0
+
+
+async def report(name: str, statistics: Callable[[], object], stop: asyncio.Event) -> None:
+    """Log `statistics()` every REPORT_EVERY_S until stop, then once more."""
+    while not await wait_or_stop(stop, REPORT_EVERY_S):
+        log.info("%s: %s", name, statistics())
+    log.info("%s stopped: %s", name, statistics())
+
+
 async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
-    await build_relay(settings).run(stop)
+    relay = build_relay(settings)
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(relay.run(stop))
+        tasks.create_task(report("relay", relay.statistics, stop))
 
 
 async def run_webhook_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -66,8 +81,9 @@ async def run_webhook_worker(settings: Settings, stop: asyncio.Event) -> None:
             consumer = Consumer(settings.amqp_url, queues, worker.handle,
                                 prefetch=settings.webhook_prefetch, ready=database_ready,
                                 drain_timeout_s=settings.shutdown_timeout_s)
-            await consumer.run(stop)
-            log.info("webhook worker stopped: %s", worker.statistics())
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(consumer.run(stop))
+                tasks.create_task(report("webhook worker", worker.statistics, stop))
     finally:
         await pool.close()
 
@@ -91,7 +107,7 @@ async def run_alert_worker(settings: Settings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(consumer.run(stop))
             tasks.create_task(worker.run(stop))
-        log.info("alert worker stopped: %s", worker.statistics())
+            tasks.create_task(report("alert worker", worker.statistics, stop))
     finally:
         await pool.close()
 
