@@ -13,16 +13,18 @@ import asyncpg
 import msgspec
 import uvloop
 
-from http_edge.auth import SCOPES
+from http_edge.auth import SCOPES, TokenIssuer
 from ledger.migrate import migrate
 from ledger.verify import verify_ledger
-from ops.application import Application
 from ops.model_commands import add_commands
 from ops.settings import Settings, SettingsError, load_settings
 from ops.workers import add_commands as add_worker_commands
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the edge loads the model packages (~1.5 s) that other commands never need.
+    from ops.application import Application
+
     if args.port is not None:
         settings = msgspec.structs.replace(settings, http_port=args.port)
     uvloop.run(Application(settings).serve())
@@ -37,7 +39,9 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        print(Application(settings).tokens().issue(args.sub, args.scope, ttl_s=args.ttl))
+        issuer = TokenIssuer(settings.jwt_secret, issuer=settings.jwt_issuer,
+                             audience=settings.jwt_audience)
+        print(issuer.issue(args.sub, args.scope, ttl_s=args.ttl))
     except ValueError as exc:
         print(f"sentinel token: {exc}", file=sys.stderr)
         return 2

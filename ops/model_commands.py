@@ -7,20 +7,19 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from ledger.repository import open_pool
-from model.artifact import ArtifactError
-from model.data import DataError, data_sha256, load, write_native
-from model.evaluate import evaluate, plot
-from model.generate import generate
-from model.reload import load_default_model
-from model.scorer import Scorer
-from model.train import TrainOptions, train
 from ops.settings import Settings
-from rules.engine import RuleSet
-from rules.store import RuleStore
+
+if TYPE_CHECKING:
+    from rules.engine import RuleSet
+
+# The model packages (scikit-learn, numba, matplotlib: ~1.5 s) are imported by the commands
+# that use them, so `sentinel relay`, `worker`, `token` and `migrate` start in a fraction of a
+# second. Parser defaults below must match model.train.TrainOptions (a test checks).
+TRAIN_DEFAULTS = {"trees": 200, "seed": 42, "target_alert_rate": 0.03}
 
 
 def _moment_ms(text: str) -> int:
@@ -35,6 +34,9 @@ def _moment_ms(text: str) -> int:
 
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    from model.data import write_native
+    from model.generate import generate
+
     rows = generate(args.accounts, args.days, args.seed)
     write_native(rows, args.out)
     frauds = sum(1 for r in rows if r.is_fraud)
@@ -43,6 +45,9 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from model.data import DataError, data_sha256, load
+    from model.train import TrainOptions, train
+
     try:
         rows = load(args.data, args.format)
     except (DataError, OSError) as exc:
@@ -67,6 +72,10 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _live_rules(settings: Settings) -> RuleSet:
+    from ledger.repository import open_pool
+    from rules.engine import RuleSet
+    from rules.store import RuleStore
+
     pool = await open_pool(settings.database_url, min_size=1, max_size=2)
     try:
         store = RuleStore(pool)
@@ -79,6 +88,12 @@ async def _live_rules(settings: Settings) -> RuleSet:
 
 
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from model.artifact import ArtifactError
+    from model.data import DataError, load
+    from model.evaluate import evaluate, plot
+    from model.reload import load_default_model
+    from model.scorer import Scorer
+
     key = settings.model_key.encode()
     try:
         path = args.model or settings.model_path
@@ -119,15 +134,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     gen.add_argument("--out", required=True, help="file to write (native CSV, .gz to compress)")
     gen.set_defaults(run=_generate)
     fmt = {"choices": ("native", "sparkov"), "default": "native"}
-    defaults = TrainOptions()
     tr = sub.add_parser("train", help="fit the model and write a signed artifact")
     tr.add_argument("--data", required=True)
     tr.add_argument("--format", **fmt)
     tr.add_argument("--out", required=True, help="artifact path (a .manifest.json goes beside)")
     tr.add_argument("--until", type=_moment_ms, help="train only on rows before this time")
-    tr.add_argument("--trees", type=int, default=defaults.n_estimators)
-    tr.add_argument("--seed", type=int, default=defaults.seed)
-    tr.add_argument("--target-alert-rate", type=float, default=defaults.target_alert_rate,
+    tr.add_argument("--trees", type=int, default=TRAIN_DEFAULTS["trees"])
+    tr.add_argument("--seed", type=int, default=TRAIN_DEFAULTS["seed"])
+    tr.add_argument("--target-alert-rate", type=float, default=TRAIN_DEFAULTS["target_alert_rate"],
                     help="share of training rows the proposed flag threshold alerts on")
     tr.set_defaults(run=_train)
     ev = sub.add_parser("evaluate", help="replay a labelled file through the decision logic")

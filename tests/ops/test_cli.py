@@ -47,3 +47,23 @@ def test_migrate_is_idempotent(env, capsys):
 def test_verify_ledger_on_the_test_database(env, capsys):
     assert cli.main(["verify-ledger"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("OK")
+
+
+def test_train_parser_defaults_match_the_train_options():
+    from model.train import TrainOptions
+    from ops.model_commands import TRAIN_DEFAULTS
+
+    options = TrainOptions()
+    assert TRAIN_DEFAULTS == {"trees": options.n_estimators, "seed": options.seed,
+                              "target_alert_rate": options.target_alert_rate}
+
+
+def test_the_cli_starts_without_the_model_packages():
+    import subprocess
+    import sys
+
+    probe = ("import sys, ops.cli; heavy = sorted(m for m in ('sklearn', 'numba', 'matplotlib') "
+             "if m in sys.modules); print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""
