@@ -456,7 +456,9 @@ def _subprocess_env(settings: Settings, app_url: str, admin_url: str,
     # scratch database and queues.
     return {**os.environ, "SENTINEL_DATABASE_URL": app_url,
             "SENTINEL_ADMIN_DATABASE_URL": admin_url, "SENTINEL_AMQP_URL": settings.amqp_url,
-            "SENTINEL_AMQP_PREFIX": prefix}
+            "SENTINEL_AMQP_PREFIX": prefix,
+            # The bench's merchant endpoint listens on 127.0.0.1.
+            "SENTINEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
 
 
 async def _delete_queues(settings: Settings) -> None:

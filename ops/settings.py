@@ -88,6 +88,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_schedule: str = DEFAULT_WEBHOOK_SCHEDULE
     webhook_prefetch: int = 200
     webhook_timeout_s: float = 15.0
+    # Merchants pick their URL: by default a webhook may only reach public addresses (no
+    # loopback, private, link-local or metadata ranges). True for development and tests.
+    webhook_allow_private_networks: bool = False
     # E-mail alerts for flagged and declined payments. Empty alert_to: logged, not mailed.
     alert_to: str = ""
     alert_from: str = "sentinel@localhost"

@@ -69,8 +69,9 @@ async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
 async def run_webhook_worker(settings: Settings, stop: asyncio.Event) -> None:
     pool = await open_pool(settings.database_url, min_size=1, max_size=4)
     try:
-        async with WebhookClient(connections=settings.webhook_prefetch,
-                                 timeout_s=settings.webhook_timeout_s) as client:
+        async with WebhookClient(
+                connections=settings.webhook_prefetch, timeout_s=settings.webhook_timeout_s,
+                allow_private_networks=settings.webhook_allow_private_networks) as client:
             queues = webhook_queues(settings)
             worker = WebhookWorker(endpoints=EndpointCache(pool), attempts=AttemptLog(pool),
                                    client=client, schedule_ms=queues.schedule_ms)

@@ -22,6 +22,7 @@ from tests.conftest import Server, unique, wait_for
 from tests.webhooks.conftest import SCHEDULE, DeliverySystem, MailServer, MerchantSite
 from webhooks import events, topology
 from webhooks.attempts import Attempt, AttemptLog
+from webhooks.http_client import WebhookClient
 from webhooks.jobs import Job, publish
 from webhooks.schedule import parse_schedule
 from webhooks.signing import verify
@@ -241,7 +242,8 @@ async def start_worker_process(delivery: DeliverySystem) -> asyncio.subprocess.P
     s = delivery.settings
     env = {**os.environ, "SENTINEL_DATABASE_URL": s.database_url,
            "SENTINEL_AMQP_URL": s.amqp_url, "SENTINEL_AMQP_PREFIX": s.amqp_prefix,
-           "SENTINEL_WEBHOOK_RETRY_SCHEDULE": s.webhook_retry_schedule}
+           "SENTINEL_WEBHOOK_RETRY_SCHEDULE": s.webhook_retry_schedule,
+           "SENTINEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ops.cli", "worker", "webhooks", env=env)
 
@@ -409,3 +411,23 @@ async def test_one_bad_attempt_does_not_fail_its_batch(
     assert log.written == 3
     for a in good:
         assert [r["outcome"] for r in await attempts(pool, a["transaction_id"])] == ["skipped"]
+
+
+async def test_private_addresses_are_refused_unless_allowed(
+        server: Server, delivery: DeliverySystem, merchant_site: MerchantSite):
+    async with WebhookClient(connections=2, timeout_s=2) as client:
+        for url in (merchant_site.url("x"), "http://10.1.2.3/hook", "http://[::1]:9/hook",
+                    "http://169.254.169.254/latest/meta-data"):
+            answer = await client.post(url, event_id="evt_x", body=b"{}",
+                                       secrets=["whsec_" + "A" * 32])
+            assert answer.status_code is None and "not a public address" in (answer.error or "")
+        # A name is checked after it resolves, at connect time.
+        answer = await client.post(f"http://localhost:{merchant_site.port}/hooks/x",
+                                   event_id="evt_x", body=b"{}", secrets=["whsec_" + "A" * 32])
+        assert answer.status_code is None and "no public address" in (answer.error or "")
+    assert merchant_site.of("x") == []
+    async with WebhookClient(connections=2, timeout_s=2, allow_private_networks=True) as client:
+        answer = await client.post(merchant_site.url("x"), event_id="evt_x", body=b"{}",
+                                   secrets=["whsec_" + "A" * 32])
+        assert answer.ok
+    assert len(merchant_site.of("x")) == 1
