@@ -359,9 +359,13 @@ async def test_a_declined_payment_mails_the_fraud_team(
         [message] = [m for m in mail.mails if answer["transaction_id"] in m.get_content()]
         assert "insufficient_funds" in message.get_content()
         assert message["To"] == "fraud@bank.test"
-        assert await pool.fetchval(
-            "SELECT count(*) FROM alert_mails WHERE $1 = ANY(event_ids)",
-            "evt_" + answer["transaction_id"]) == 1
+
+
+        async def recorded() -> bool:  # written once the SMTP server has accepted the mail
+            return await pool.fetchval(
+                "SELECT count(*) FROM alert_mails WHERE $1 = ANY(event_ids)",
+                "evt_" + answer["transaction_id"]) == 1
+        await wait_for(recorded)
     finally:
         stop.set()
         await asyncio.wait_for(worker, 30)
