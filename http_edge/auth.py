@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import msgspec
@@ -32,15 +33,24 @@ class Principal(msgspec.Struct, frozen=True):
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
+# Verified tokens remembered per process: a gateway sends the same token with every request,
+# and PyJWT's decode cost ~8 % of the edge's CPU (BENCHMARKS.md). Only a byte-identical token
+# that verified before hits the cache, and only until its own `exp`.
+VERIFIED_CACHE_MAX = 10_000
+
+
 class TokenIssuer:
     """Signs and checks tokens with one shared key."""
 
-    def __init__(self, secret: str, *, issuer: str, audience: str) -> None:
+    def __init__(self, secret: str, *, issuer: str, audience: str,
+                 clock: Callable[[], float] = time.time) -> None:
         if len(secret.encode()) < 32:
             raise ValueError("the JWT secret must be at least 32 bytes for HS256")
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
+        self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, subject: str, scopes: list[str], *, ttl_s: int = 3600,
               now_s: float | None = None) -> str:
@@ -59,12 +69,25 @@ class TokenIssuer:
             raise Unauthorized("an 'Authorization: Bearer <token>' header is required",
                                code="missing_token")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthorized("the Authorization header must be 'Bearer <token>'",
                                code="missing_token")
+        cached = self._verified.get(token)
+        if cached is not None:
+            if self._clock() < cached[1]:
+                return cached[0]
+            del self._verified[token]
+        principal, expires_s = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_MAX:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = (principal, expires_s)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
-                token.strip(), self._secret, algorithms=[ALGORITHM], issuer=self._issuer,
+                token, self._secret, algorithms=[ALGORITHM], issuer=self._issuer,
                 audience=self._audience, options={"require": ["exp", "iss", "aud", "sub"]})
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="token_expired") from None
@@ -73,4 +96,4 @@ class TokenIssuer:
         scope = claims.get("scope", "")
         if not isinstance(scope, str) or not isinstance(claims["sub"], str):
             raise Unauthorized("the token's claims are malformed", code="invalid_token")
-        return Principal(claims["sub"], frozenset(scope.split()))
+        return Principal(claims["sub"], frozenset(scope.split())), float(claims["exp"])

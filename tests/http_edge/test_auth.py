@@ -88,3 +88,45 @@ async def test_edge_answers_401_and_403(server):
                                         scopes=("transactions:read",),
                                         headers={"Idempotency-Key": "k"})
     assert (status, body["code"]) == (403, "insufficient_scope")
+
+
+class CountingIssuer(TokenIssuer):
+    decodes = 0
+
+    def _decode(self, token):
+        self.decodes += 1
+        return super()._decode(token)
+
+
+def test_a_verified_token_is_remembered_until_its_expiry():
+    now = [time.time()]
+    issuer = CountingIssuer("k" * 32, issuer="i", audience="a", clock=lambda: now[0])
+    token = issuer.issue("gw", ["transactions:write"], ttl_s=600)
+    first = issuer.verify(f"Bearer {token}")
+    assert issuer.verify(f"Bearer  {token} ") == first and issuer.decodes == 1
+    # Past its exp the cache no longer vouches for it: the token is decoded (and checked) again.
+    now[0] += 601
+    issuer.verify(f"Bearer {token}")
+    assert issuer.decodes == 2
+
+
+def test_the_cache_never_accepts_a_token_that_differs_by_a_byte():
+    issuer = CountingIssuer("k" * 32, issuer="i", audience="a")
+    token = issuer.issue("gw", ["admin"])
+    issuer.verify(f"Bearer {token}")
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(Unauthorized):
+        issuer.verify(f"Bearer {tampered}")
+    assert issuer.decodes == 2
+
+
+def test_the_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr("http_edge.auth.VERIFIED_CACHE_MAX", 3)
+    issuer = CountingIssuer("k" * 32, issuer="i", audience="a")
+    tokens = [issuer.issue(f"c{i}", ["admin"]) for i in range(5)]
+    for token in tokens:
+        issuer.verify(f"Bearer {token}")
+    issuer.verify(f"Bearer {tokens[-1]}")
+    assert issuer.decodes == 5  # the newest is still cached
+    issuer.verify(f"Bearer {tokens[0]}")
+    assert issuer.decodes == 6  # the oldest was evicted
