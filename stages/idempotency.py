@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from ledger.errors import IdempotencyKeyReused
@@ -51,6 +52,10 @@ class IdempotencyCache:
         self._decode = msgspec.msgpack.Decoder(CachedOutcome).decode
         self._release = client.register_script(_RELEASE_SCRIPT)
 
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
     def key(self, client_id: str, idem_key: str) -> str:
         return f"{self._prefix}:idem:{client_id}:{idem_key}"
 
@@ -65,11 +70,15 @@ class IdempotencyCache:
         previous = await pipe.execute()
         return [None if raw is None else self._decode(raw) for raw in previous]
 
-    async def remember(self, items: Sequence[Screening]) -> None:
-        pipe = self._client.pipeline(transaction=False)
+    def queue_remember(self, pipe: Pipeline, items: Sequence[Screening]) -> None:
+        """Queue the storing of outcomes (idempotent: the same value again)."""
         for item in items:
             outcome = CachedOutcome(fingerprint=item.request.fingerprint, record=item.record)
             pipe.set(item.cache_key, self._encode(outcome), px=self._ttl_ms)
+
+    async def remember(self, items: Sequence[Screening]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        self.queue_remember(pipe, items)
         await pipe.execute()
 
     async def release(self, item: Screening) -> None:

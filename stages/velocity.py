@@ -11,12 +11,14 @@ declines included: card-testing shows up as attempts, not as approvals.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 
 from ledger.money import exponent
 from ledger.records import PaymentRequest
@@ -32,6 +34,7 @@ from model.history import (
     parse_summary,
 )
 from rules import VelocityKey
+from stages.lua import LuaScript, run_pipeline
 
 HISTORY_S = RETENTION_MS // 1000  # the longest window a rule may use
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,12 +85,24 @@ def entity_id(request: PaymentRequest, entity: str) -> str:
     return request.card_id if entity == "card" else request.account_id
 
 
+# Add a committed payment to one entity's history and trim it: one EVALSHA per entity
+# instead of ZADD + ZREMRANGEBYSCORE + PEXPIRE (each a command to pack and parse).
+_RECORD_SCRIPT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
 class VelocityStore:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._windows = client.register_script(_WINDOWS_SCRIPT)
-        self._history = client.register_script(HISTORY_SCRIPT)
+        self._windows = LuaScript(_WINDOWS_SCRIPT)
+        self._history = LuaScript(HISTORY_SCRIPT)
+        self._record = LuaScript(_RECORD_SCRIPT)
+        self.scripts = (self._windows, self._history, self._record)
 
     def key(self, entity: str, value: str) -> str:
         return f"{self._prefix}:vel:{entity}:{value}"
@@ -110,18 +125,10 @@ class VelocityStore:
             return [{} for _ in requests], summaries
         windows = {entity: sorted({vk.window_s for vk in keys})
                    for entity, keys in by_entity.items()}
-        pipe = self._client.pipeline(transaction=False)
-        for request in requests:
-            now = event_ms(request.event_time)
-            for entity, spans in windows.items():
-                await self._windows(keys=[self.key(entity, entity_id(request, entity))],
-                                    args=[now, *(s * 1000 for s in spans)], client=pipe)
-            if history:
-                await self._history(keys=[self.key("card", request.card_id)],
-                                    args=[now, request.merchant_category, BURST_WINDOW_MS,
-                                          PROFILE_WINDOW_MS, RETENTION_MS,
-                                          MAX_PROFILE_PAYMENTS], client=pipe)
-        replies = iter(await pipe.execute())
+        # Read-only scripts: safe to run twice if Redis lost them.
+        replies: Iterator[Any] = iter(await run_pipeline(
+            self._client, lambda pipe: self._queue_reads(pipe, requests, windows, history),
+            self.scripts))
         out = []
         for i, request in enumerate(requests):
             features: dict[VelocityKey, object] = {}
@@ -136,20 +143,35 @@ class VelocityStore:
                 summaries[i] = parse_summary(next(replies))
         return out, summaries
 
-    async def record(self, requests: Sequence[PaymentRequest]) -> None:
-        """Add committed transactions to their card's and account's history."""
-        pipe = self._client.pipeline(transaction=False)
+    def _queue_reads(self, pipe: Pipeline, requests: Sequence[PaymentRequest],
+                     windows: dict[str, list[int]], history: bool) -> None:
+        for request in requests:
+            now = event_ms(request.event_time)
+            for entity, spans in windows.items():
+                self._windows.queue(pipe, [self.key(entity, entity_id(request, entity))],
+                                    [now, *(s * 1000 for s in spans)])
+            if history:
+                self._history.queue(pipe, [self.key("card", request.card_id)],
+                                    [now, request.merchant_category, BURST_WINDOW_MS,
+                                     PROFILE_WINDOW_MS, RETENTION_MS, MAX_PROFILE_PAYMENTS])
+
+    def queue_record(self, pipe: Pipeline, requests: Sequence[PaymentRequest]) -> None:
+        """Queue the adding of committed transactions to their card's and account's history
+        (idempotent: the same member and score again change nothing)."""
+        ttl_ms = (HISTORY_S + 86_400) * 1000
         for request in requests:
             now = event_ms(request.event_time)
             entry = member(request.transaction_id, request.amount_minor, request.country,
                            request.merchant_category,
                            local_hour(now, utc_offset_min(request.event_time)))
             for entity in ("card", "account"):
-                key = self.key(entity, entity_id(request, entity))
-                pipe.zadd(key, {entry: now})
-                pipe.zremrangebyscore(key, "-inf", now - HISTORY_S * 1000)
-                pipe.pexpire(key, (HISTORY_S + 86_400) * 1000)
-        await pipe.execute()
+                self._record.queue(pipe, [self.key(entity, entity_id(request, entity))],
+                                   [entry, now, now - HISTORY_S * 1000, ttl_ms])
+
+    async def record(self, requests: Sequence[PaymentRequest]) -> None:
+        """Add committed transactions to their card's and account's history."""
+        await run_pipeline(self._client, lambda pipe: self.queue_record(pipe, requests),
+                           self.scripts)
 
 
 def _feature(function: str, window: Sequence[object], scale: Decimal) -> object:

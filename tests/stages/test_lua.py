@@ -1,0 +1,41 @@
+"""Lua scripts by SHA in pipelines: Redis forgetting its scripts costs a reload, not a batch."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as redis
+
+from stages.lua import LuaScript, run_pipeline
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+ECHO = LuaScript("return {KEYS[1], ARGV[1]}")
+INCR = LuaScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+
+
+async def test_scripts_are_loaded_when_redis_answers_noscript(redis_client: redis.Redis):
+    key = unique("sentinel-test-lua")
+    await redis_client.script_flush()
+    replies = await run_pipeline(
+        redis_client, lambda pipe: (ECHO.queue(pipe, [key], ["a"]), INCR.queue(pipe, [key], [2])),
+        [ECHO, INCR])
+    assert replies == [[key.encode(), b"a"], 2]
+    assert await redis_client.script_exists(ECHO.sha, INCR.sha) == [True, True]
+    # Loaded now: the next pipeline is one round trip, no reload.
+    replies = await run_pipeline(redis_client, lambda pipe: INCR.queue(pipe, [key], [3]), [INCR])
+    assert replies == [5]
+    await redis_client.delete(key)
+
+
+async def test_a_pipeline_with_plain_commands_and_scripts_runs_once_when_loaded(
+        redis_client: redis.Redis):
+    key = unique("sentinel-test-lua")
+    await redis_client.script_load(INCR.source)
+
+    def build(pipe):
+        pipe.set(key + ":plain", "x")
+        INCR.queue(pipe, [key], [1])
+
+    assert await run_pipeline(redis_client, build, [INCR]) == [True, 1]
+    await redis_client.delete(key, key + ":plain")
