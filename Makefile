@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test services migrate lint bench clean
+.PHONY: run test services migrate lint bench locust clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -29,6 +29,25 @@ run: migrate
 
 test: $(STAMP) services
 	$(BIN)/pytest -q --cov --cov-report=term --cov-fail-under=80
+
+# The end-to-end benchmark: open-loop rates, the max-throughput search and the bare aiohttp
+# ceiling in one run, against an edge it starts itself (docs/benchmarking.md). Options go in
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--rates 100,500,1000,2000 --seconds 20".
+BENCH_ARGS ?=
+bench: migrate
+	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
+# Locust with a realistic mix against a running server (`make run` in another shell). Locust
+# is the optional `load` extra: installed here, never by `make test`.
+LOCUST_STAMP := $(VENV)/.locust-stamp
+LOCUST_ARGS  ?= --headless -u 200 -r 50 -t 60s --host http://127.0.0.1:8080
+$(LOCUST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[load]'
+	@touch $(LOCUST_STAMP)
+
+locust: $(LOCUST_STAMP)
+	@echo "Needs a server at the --host below (make run); options in LOCUST_ARGS."
+	$(BIN)/locust -f loadtest/locustfile.py $(LOCUST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
