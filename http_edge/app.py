@@ -116,7 +116,10 @@ def _readiness(probes: Probes) -> Handler:
 def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes, *,
               max_body_bytes: int, model_api: ModelApi | None = None,
               merchants_api: MerchantsApi | None = None,
-              events_api: EventsApi | None = None) -> web.Application:
+              events_api: EventsApi | None = None,
+              metrics_text: Callable[[], str] | None = None) -> web.Application:
+    """`metrics_text` renders `/metrics` instead of this process's own statistics (several
+    edge processes: the sum over all of them)."""
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=[_error_middleware(api), _auth_middleware(tokens)])
     document = openapi_document()
@@ -125,7 +128,8 @@ def build_app(api: Api, rules_api: RulesApi, tokens: TokenIssuer, probes: Probes
         return web.json_response({"status": "ok"})
 
     async def metrics(request: web.Request) -> web.Response:
-        text = render_metrics(api.statistics, api.pipeline.statistics())
+        text = (metrics_text() if metrics_text is not None
+                else render_metrics(api.statistics, api.pipeline.statistics()))
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={"X-Prometheus-Version": "0.0.4"})
 

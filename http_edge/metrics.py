@@ -9,10 +9,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+import msgspec
+
 from pipeline import Histogram, HistogramSnapshot, PipelineStatistics
 
 LATENCY_BOUNDS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500,
                      1000, 2000)
+
+
+class EdgeSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The edge's counters at one instant: what `/metrics` renders and a process shares."""
+
+    # (method, route, status, count), sorted
+    requests: tuple[tuple[str, str, int, int], ...]
+    decisions: dict[str, int]
+    screening_ms: HistogramSnapshot
 
 
 class EdgeStatistics:
@@ -29,6 +40,12 @@ class EdgeStatistics:
     def count_decision(self, decision: str, elapsed_ms: float) -> None:
         self.decisions[decision] += 1
         self.screening_ms.observe(elapsed_ms)
+
+    def snapshot(self) -> EdgeSnapshot:
+        return EdgeSnapshot(
+            requests=tuple(sorted((*key, count) for key, count in self.requests.items())),
+            decisions=dict(sorted(self.decisions.items())),
+            screening_ms=self.screening_ms.snapshot())
 
 
 def _escape(value: object) -> str:
@@ -78,15 +95,19 @@ def _pipeline_lines(stats: PipelineStatistics) -> Iterable[str]:
 
 
 def render_metrics(edge: EdgeStatistics, pipeline: PipelineStatistics) -> str:
+    return render_snapshot(edge.snapshot(), pipeline)
+
+
+def render_snapshot(edge: EdgeSnapshot, pipeline: PipelineStatistics) -> str:
     lines: list[str] = []
     lines += _header("sentinel_http_requests_total", "counter", "HTTP requests answered")
-    for (method, route, status), count in sorted(edge.requests.items()):
+    for method, route, status, count in sorted(edge.requests):
         lines.append(f"sentinel_http_requests_total"
                      f"{_labels(method=method, route=route, status=status)} {count}")
     lines += _header("sentinel_decisions_total", "counter", "screening decisions answered")
     for decision, count in sorted(edge.decisions.items()):
         lines.append(f"sentinel_decisions_total{_labels(decision=decision)} {count}")
     lines += _header("sentinel_screening_ms", "histogram", "time to answer a screening")
-    lines += _histogram("sentinel_screening_ms", edge.screening_ms.snapshot())
+    lines += _histogram("sentinel_screening_ms", edge.screening_ms)
     lines += _pipeline_lines(pipeline)
     return "\n".join(lines) + "\n"

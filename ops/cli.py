@@ -22,12 +22,20 @@ from ops.workers import add_commands as add_worker_commands
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    # Imported here: the edge loads the model packages (~1.5 s) that other commands never need.
-    from ops.application import Application
-
     if args.port is not None:
         settings = msgspec.structs.replace(settings, http_port=args.port)
-    uvloop.run(Application(settings).serve())
+    if args.ready_fd is None and settings.processes > 1:
+        from ops.supervisor import Supervisor
+
+        return asyncio.run(Supervisor(settings).serve())
+    # Imported here: the edge loads the model packages (~1.5 s) that other commands (and the
+    # supervisor) never need.
+    from ops.application import Application
+    from ops.supervisor import Supervision
+
+    supervision = None if args.ready_fd is None else Supervision(
+        listen_fds=tuple(args.listen_fd), ready_fd=args.ready_fd, metrics_dir=args.metrics_dir)
+    uvloop.run(Application(settings, supervision=supervision).serve())
     return 0
 
 
@@ -71,6 +79,11 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the HTTP API in the foreground")
     serve.add_argument("--port", type=int, help="override SENTINEL_HTTP_PORT")
+    # Given by ops/supervisor.py to the edge processes it starts, never by hand.
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", type=int, action="append", default=[],
+                       help=argparse.SUPPRESS)
+    serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
     sub.add_parser("migrate", help="create/upgrade the database").set_defaults(run=_migrate)
     token = sub.add_parser("token", help="print a signed JWT for the configured key")
@@ -95,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sentinel: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     code: int = args.run(settings, args)
     return code
 

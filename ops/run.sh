@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the edge in the foreground; the outbox relay and both workers beside it.
-# Ctrl-C (or SIGTERM to this script) stops all of them gracefully.
+# `sentinel serve` runs SENTINEL_PROCESSES edge processes on the port (one per core by default)
+# under its supervisor; SIGHUP to it replaces them one at a time. The relay stays one process
+# here: however many edges and relays run, one relay leads (PostgreSQL advisory lock) and edges
+# never publish. Ctrl-C (or SIGTERM to this script) stops all of them gracefully.
 set -uo pipefail
 BIN=${BIN:-.venv/bin}
 pids=()

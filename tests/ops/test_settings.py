@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ops.settings import DEFAULT_STAGES, SettingsError, load_settings
@@ -48,3 +50,14 @@ def test_stage_settings():
 def test_errors_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+def test_processes_default_to_the_usable_cores_and_must_not_be_negative():
+    cores = len(os.sched_getaffinity(0))
+    assert load_settings({}).processes == cores
+    assert load_settings({"SENTINEL_PROCESSES": "0"}).processes == cores
+    assert load_settings({"SENTINEL_PROCESSES": "3"}).processes == 3
+    with pytest.raises(SettingsError, match="SENTINEL_PROCESSES='-1'"):
+        load_settings({"SENTINEL_PROCESSES": "-1"})
+    with pytest.raises(SettingsError, match="SENTINEL_PROCESSES"):
+        load_settings({"SENTINEL_PROCESSES": "many"})

@@ -27,7 +27,9 @@ async def test_sigterm_during_burst_loses_nothing(database, pool):
            "SENTINEL_ADMIN_DATABASE_URL": database.admin_database_url,
            "SENTINEL_REDIS_PREFIX": database.redis_prefix,
            "SENTINEL_JWT_SECRET": database.jwt_secret, "SENTINEL_HTTP_PORT": str(port),
-           "SENTINEL_LOG_LEVEL": "WARNING"}
+           "SENTINEL_LOG_LEVEL": "WARNING",
+           "SENTINEL_PROCESSES": "1",  # one edge process; tests/ops/test_supervisor.py has N
+           "SENTINEL_RATE_LIMIT_CARD_PER_S": "0"}  # the burst pays with one card
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ops.cli", "serve", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
