@@ -18,7 +18,14 @@ from redis.exceptions import RedisError
 
 from http_edge.auth import PRINCIPAL, Principal
 from http_edge.metrics import EdgeStatistics
-from http_edge.problems import InvalidQuery, MalformedJson, UnsupportedMediaType, invalid_body
+from http_edge.problems import (
+    InvalidQuery,
+    MalformedJson,
+    UnsupportedMediaType,
+    invalid_body,
+    rate_limit_headers,
+    rate_limited_response,
+)
 from http_edge.schemas import (
     AccountIn,
     AccountOut,
@@ -37,6 +44,7 @@ from ledger.records import AccountState, PaymentRecord, TransactionView
 from ledger.repository import Ledger
 from pipeline import Item, Pipeline
 from stages.idempotency import IdempotencyCache
+from stages.ratelimit import RateLimitCheck, RateLimited
 from stages.screening import Screening
 
 log = logging.getLogger(__name__)
@@ -166,10 +174,13 @@ class Api:
         payment = payment_request(body, client_id=principal.subject, idem_key=key)
         screening = Screening(request=payment,
                               cache_key=self.cache.key(principal.subject, key))
-        item = self.pipeline.submit_nowait(screening, deadline_s=self.request_deadline_s)
+        check = RateLimitCheck(screening)
+        item = self.pipeline.submit_nowait(check, deadline_s=self.request_deadline_s)
         screening.deadline_s = item.deadline_s  # the scoring stage skips the model when short
         try:
             record: PaymentRecord = await item.future
+        except RateLimited as exc:  # before idempotency: no key claimed, nothing to release
+            return rate_limited_response(exc, instance=request.path)
         except Exception:
             await self._release(screening)
             raise
@@ -178,6 +189,8 @@ class Api:
         headers = {"Server-Timing": server_timing(item, elapsed_ms)}
         if record.replayed:
             headers["Idempotent-Replayed"] = "true"
+        if check.quota is not None:
+            headers.update(rate_limit_headers(check.quota))
         return json_response(transaction_out(record, elapsed_ms), headers=headers)
 
     async def _release(self, screening: Screening) -> None:

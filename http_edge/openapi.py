@@ -26,6 +26,16 @@ _REF = "#/components/schemas/{name}"
 _PROBLEM = {"description": "problem details (RFC 9457)",
             "content": {"application/problem+json": {
                 "schema": {"$ref": "#/components/schemas/Problem"}}}}
+_INTEGER_HEADER = {"schema": {"type": "integer", "minimum": 0}}
+# draft-ietf-httpapi-ratelimit-headers-06; on 200 the client limit's, on 429 the refusing one's.
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {"description": "the burst: requests an idle client may send at once",
+                        **_INTEGER_HEADER},
+    "RateLimit-Remaining": {"description": "requests allowed right now", **_INTEGER_HEADER},
+    "RateLimit-Reset": {"description": "seconds until Remaining is back to Limit",
+                        **_INTEGER_HEADER},
+    "RateLimit-Policy": {"description": "steady rate and burst, e.g. 5000;w=1;burst=5000",
+                         "schema": {"type": "string"}}}
 _IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                     "description": "1-255 visible ASCII characters; bare or quoted",
                     "schema": {"type": "string", "maxLength": 257}}
@@ -56,6 +66,18 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+def _rate_limited(operation: dict[str, Any]) -> dict[str, Any]:
+    """Document the 429 and the RateLimit-* fields of a rate-limited operation."""
+    responses = operation["responses"]
+    responses["200"] = {**responses["200"], "headers": _RATE_LIMIT_HEADERS}
+    responses["429"] = {
+        **_PROBLEM, "description": "over the client's or the card's rate limit "
+                                   "(client_rate_limited | card_rate_limited); nothing recorded",
+        "headers": {"Retry-After": {"description": "seconds, at least 1", **_INTEGER_HEADER},
+                    **_RATE_LIMIT_HEADERS}}
+    return operation
+
+
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         (TransactionIn, TransactionOut, TransactionDetail, TransactionPage, AccountIn,
@@ -68,11 +90,11 @@ def openapi_document() -> dict[str, Any]:
                 "type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
             {"name": "cursor", "in": "query", "schema": {"type": "string"}}]
     paths = {
-        "/v1/transactions": {"post": _operation(
+        "/v1/transactions": {"post": _rate_limited(_operation(
             "Screen a card payment", "transactions:write",
             ("200", "TransactionOut", "the decision, recorded in the ledger"),
             body="TransactionIn", params=[_IDEMPOTENCY_KEY],
-            errors=(400, 401, 403, 404, 409, 413, 415, 422, 503))},
+            errors=(400, 401, 403, 404, 409, 413, 415, 422, 503)))},
         "/v1/transactions/{transaction_id}": {"get": _operation(
             "A recorded transaction", "transactions:read",
             ("200", "TransactionDetail", "the transaction"),

@@ -11,10 +11,13 @@
 
 Domain errors (ledger, money, pipeline, stages) keep their own `code`; `STATUS_BY_CODE` gives
 their HTTP status. Anything unmapped is a bug: 500 `internal_error`, logged with its traceback.
+`RateLimited` (429 `client_rate_limited` | `card_rate_limited`) also needs its headers:
+`rate_limited_response` builds it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 import msgspec
@@ -22,6 +25,8 @@ from aiohttp import web
 
 from http_edge.schemas import Problem
 from pipeline import StageFailed
+from stages.gcra import Limit, whole_seconds
+from stages.ratelimit import Quota, RateLimited
 
 PROBLEM_TYPE_BASE = "https://sentinelstream.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -79,6 +84,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_amount": 422,
     "unknown_country": 422,
     "invalid_cursor": 400,
+    "client_rate_limited": 429,
+    "card_rate_limited": 429,
     "ledger_unavailable": 503,
     "overloaded": 503,
     "shutting_down": 503,
@@ -136,6 +143,32 @@ def problem_response(status: int, code: str, detail: str, *, request_id: str | N
                    request_id=request_id)
     return web.Response(status=status, body=_encode_problem(body),
                         content_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+@functools.cache  # a handful of limits per process; saves formatting on every answer
+def rate_limit_policy(limit: Limit) -> str:
+    """`RateLimit-Policy` of draft-ietf-httpapi-ratelimit-headers-06: quota;w=window;burst=n."""
+    window_s, quota = 1, limit.per_s
+    for window_s in (1, 2, 5, 10, 60, 3600):
+        quota = limit.per_s * window_s
+        if abs(quota - round(quota)) < 1e-6:
+            break
+    return f"{round(quota)};w={window_s};burst={limit.burst}"
+
+
+def rate_limit_headers(quota: Quota) -> dict[str, str]:
+    """The draft-06 fields: Limit is the burst (what an idle client may send at once),
+    Remaining what it may send now, Reset the seconds until it is back to Limit."""
+    return {"RateLimit-Limit": str(quota.limit.burst),
+            "RateLimit-Remaining": str(quota.remaining),
+            "RateLimit-Reset": str(whole_seconds(quota.reset_us)),
+            "RateLimit-Policy": rate_limit_policy(quota.limit)}
+
+
+def rate_limited_response(error: RateLimited, *, instance: str) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after_s), **rate_limit_headers(error.quota)}
+    return problem_response(STATUS_BY_CODE[error.code], error.code, str(error),
+                            instance=instance, headers=headers)
 
 
 def status_of(error: BaseException) -> tuple[int, str, BaseException] | None:

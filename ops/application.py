@@ -29,14 +29,19 @@ from http_edge.rules_api import RulesApi
 from ledger.repository import Ledger, open_pool
 from model.reload import ModelReloader
 from model.scorer import ModelHolder
+from ops.banner import ready_banner
+from ops.metrics_share import MetricsPublisher, MetricsShare
 from ops.settings import Settings
+from ops.supervisor import Supervision
 from pipeline import Pipeline, Stage
 from rules.engine import RuleSetHolder
 from rules.reload import RuleReloader
 from rules.store import RuleStore
 from stages.enrich import EnrichStage, ProfileCache
+from stages.gcra import Limit
 from stages.idempotency import IdempotencyCache, IdempotencyStage
 from stages.ledger import LedgerStage
+from stages.ratelimit import RateLimiter, RateLimitStage
 from stages.respond import RespondStage
 from stages.rules import RulesStage
 from stages.scoring import ScoringStage
@@ -45,6 +50,9 @@ from webhooks.deliveries import DeliveryLog
 from webhooks.merchants import MerchantStore
 
 log = logging.getLogger(__name__)
+
+# After the listeners close, how long connections already accepted have to send a request.
+INTAKE_GRACE_S = 0.1
 
 
 def open_redis(url: str) -> redis.Redis:
@@ -58,8 +66,11 @@ def open_redis(url: str) -> redis.Redis:
 
 
 class Application:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, supervision: Supervision | None = None) -> None:
         self.settings = settings
+        # Set when this is one of several edge processes under ops/supervisor.py.
+        self.supervision = supervision
+        self.metrics: MetricsPublisher | None = None
         self.should_exit = asyncio.Event()
         self.pool: asyncpg.Pool | None = None
         self.redis: redis.Redis | None = None
@@ -79,7 +90,14 @@ class Application:
     def build_pipeline(self, ledger: Ledger, cache: IdempotencyCache,
                        velocity: VelocityStore) -> Pipeline:
         s = self.settings
+        assert self.redis is not None
+        # First, so a limited request claims no Idempotency-Key and never reaches the ledger.
+        self.rate_limits = RateLimitStage(RateLimiter(
+            self.redis, prefix=s.redis_prefix,
+            client_limit=Limit(s.rate_limit_client_per_s, s.rate_limit_client_burst),
+            card_limit=Limit(s.rate_limit_card_per_s, s.rate_limit_card_burst)))
         return Pipeline([
+            Stage("ratelimit", self.rate_limits, s.stage("ratelimit")),
             Stage("idempotency", IdempotencyStage(cache), s.stage("idempotency")),
             Stage("enrich", EnrichStage(ProfileCache(ledger), velocity, self.rules, self.models),
                   s.stage("enrich")),
@@ -116,6 +134,9 @@ class Application:
                   statistics=EdgeStatistics(),
                   request_deadline_s=s.request_deadline_ms / 1000)
         redis_client = self.redis
+        if self.supervision is not None:
+            self.metrics = MetricsPublisher(MetricsShare(self.supervision.metrics_dir),
+                                            api.statistics, self.pipeline)
 
         async def redis_ping() -> None:
             await redis_client.ping()
@@ -124,25 +145,42 @@ class Application:
                         Probes({"postgresql": ledger.ping, "redis": redis_ping}),
                         max_body_bytes=s.max_body_bytes, model_api=ModelApi(self.models),
                         merchants_api=MerchantsApi(MerchantStore(self.pool)),
-                        events_api=EventsApi(DeliveryLog(self.pool)))
+                        events_api=EventsApi(DeliveryLog(self.pool)),
+                        metrics_text=self.metrics.render if self.metrics else None)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=s.shutdown_timeout_s)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, s.http_host, s.http_port, reuse_port=s.http_reuse_port)
-        await site.start()
-        sockets = [sock for server in [site._server] if server is not None
+        sites: list[web.BaseSite] = [
+            web.TCPSite(self.runner, s.http_host, s.http_port, reuse_port=s.http_reuse_port)
+        ] if self.supervision is None else [
+            web.SockSite(self.runner, sock) for sock in self.supervision.sockets()]
+        for site in sites:
+            await site.start()
+        sockets = [sock for server in [sites[0]._server] if server is not None
                    for sock in getattr(server, "sockets", [])]
         self.port = sockets[0].getsockname()[1] if sockets else s.http_port
+        if self.metrics is not None:
+            await self.metrics.start()
 
     async def main_loop(self) -> None:
+        if self.supervision is not None:
+            await self.supervision.wait_exit(self.should_exit)
         await self.should_exit.wait()
 
     async def shutdown(self) -> None:
         if self.runner is not None:
-            # Closes the listening socket, then waits for in-flight handlers to answer.
+            # Stop accepting first and let the connections accepted just before send their
+            # request: aiohttp then closes the idle ones, and a request still in the kernel's
+            # buffer would be lost with them (seen in rolling restarts under load).
+            for site in list(self.runner.sites):
+                await site.stop()
+            await asyncio.sleep(INTAKE_GRACE_S)
+            # Waits for in-flight handlers to answer.
             await self.runner.cleanup()
         if self.pipeline is not None:
             await self.pipeline.drain(self.settings.shutdown_timeout_s)
+        if self.metrics is not None:
+            await self.metrics.stop()  # a last snapshot, with everything answered counted
         if self.reloader is not None:
             await self.reloader.stop()
         if self.model_reloader is not None:
@@ -163,25 +201,12 @@ class Application:
             await self.startup()
             assert self.port is not None
             log.info("SentinelStream ready on http://%s:%d", self.settings.http_host, self.port)
-            print(ready_banner(self.settings.http_host, self.port), flush=True)
+            if self.supervision is None:
+                print(ready_banner(self.settings.http_host, self.port), flush=True)
+            else:
+                self.supervision.report_ready()  # the supervisor prints the banner once
             await self.main_loop()
             log.info("shutting down: stopping intake, answering accepted requests")
         finally:
             await self.shutdown()
 
-
-def ready_banner(host: str, port: int) -> str:
-    base = f"http://{host}:{port}"
-    json = "-H 'Content-Type: application/json'"
-    return f"""SentinelStream ready on {base}  (Ctrl-C or SIGTERM stops it gracefully)
-Get a token and screen a payment, from another shell in this folder:
-  TOKEN=$(.venv/bin/sentinel token --sub demo --scope admin); H="Authorization: Bearer $TOKEN"
-  curl -s -X POST {base}/v1/accounts -H "$H" {json} \\
-    -d '{{"account_id": "alice", "currency": "EUR", "home_country": "DE"}}'
-  curl -s -X POST {base}/v1/accounts/alice/deposits -H "$H" {json} \\
-    -H 'Idempotency-Key: dep-1' -d '{{"amount": "100.00", "currency": "EUR"}}'
-  curl -s -X POST {base}/v1/transactions -H "$H" {json} -H 'Idempotency-Key: pay-1' \\
-    -d '{{"transaction_id": "t-1", "account_id": "alice", "card_id": "c-1", "merchant_id": "m-1",
-         "amount": "12.34", "currency": "EUR", "merchant_category": "grocery_pos",
-         "country": "DE", "timestamp": "2026-11-29T10:00:00Z"}}'
-More in README.md (API, configuration, stage settings)."""

@@ -25,13 +25,24 @@ STAGE_PREFIX = "SENTINEL_STAGE_"
 
 # Defaults per pipeline stage; tuned on the 2-core dev machine (see BENCHMARKS.md).
 DEFAULT_STAGES: dict[str, StageConfig] = {
-    "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=1.0, queue_max=4096),
+    # The first stage forms the batches the next ones receive whole: its 1 ms window was
+    # idempotency's before the rate limiter came first, and one worker lets a batch gather
+    # while the previous one is in Redis (batches of ~25 instead of ~4 at the ceiling).
+    "ratelimit": StageConfig(workers=1, batch_max=128, batch_wait_ms=1.0, queue_max=4096),
+    "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "enrich": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "scoring": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
 }
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: the affinity mask (taskset, cpusets), else all of them."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class SettingsError(Exception):
@@ -43,6 +54,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 8080
     # Several edge processes may share one port (SO_REUSEPORT), one per core.
     http_reuse_port: bool = False
+    # Edge processes `sentinel serve` runs on the port (SENTINEL_PROCESSES=0: one per usable
+    # core); above 1, ops/supervisor.py starts and watches them. Always >= 1 once loaded.
+    processes: int = msgspec.field(default_factory=usable_cpus)
+    # Where a supervisor's edge processes share their statistics for `/metrics`.
+    run_dir: str = ".cache/run"
     log_level: str = "INFO"
     # The service's own role: it may INSERT into the ledger, never UPDATE or DELETE.
     database_url: str = "postgresql://sentinel_app@127.0.0.1:5432/sentinel"
@@ -105,6 +121,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_password: str = ""
     smtp_starttls: bool = False
     smtp_timeout_s: float = 10.0
+    # GCRA limits (stages/ratelimit.py): requests a second and how many at one instant, per
+    # API client (the token's subject) and per card; per_s 0 turns that limit off.
+    rate_limit_client_per_s: float = 5000.0
+    rate_limit_client_burst: int = 5000
+    rate_limit_card_per_s: float = 3.0
+    rate_limit_card_burst: int = 5
     stages: dict[str, StageConfig] = msgspec.field(default_factory=lambda: dict(DEFAULT_STAGES))
 
     def stage(self, name: str) -> StageConfig:
@@ -160,6 +182,18 @@ def _load_stages(environ: Mapping[str, str]) -> dict[str, StageConfig]:
     return stages
 
 
+def _check_rate_limits(settings: Settings) -> None:
+    for scope in ("client", "card"):
+        per_s = getattr(settings, f"rate_limit_{scope}_per_s")
+        burst = getattr(settings, f"rate_limit_{scope}_burst")
+        if not 0 <= per_s <= 1_000_000:
+            raise SettingsError(f"{PREFIX}RATE_LIMIT_{scope.upper()}_PER_S={per_s:g} must be "
+                                f"from 0 (off) to 1000000")
+        if per_s > 0 and burst < 1:
+            raise SettingsError(f"{PREFIX}RATE_LIMIT_{scope.upper()}_BURST={burst} must be "
+                                f"at least 1 while the limit is on")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment (default: `os.environ`)."""
     environ = os.environ if environ is None else environ
@@ -171,7 +205,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if name in environ:
             values[field.name] = _convert(name, environ[name], field.type)
     values["stages"] = _load_stages(environ)
+    if values.get("processes", 1) < 0:
+        raise SettingsError(f"{PREFIX}PROCESSES={environ[PREFIX + 'PROCESSES']!r} must be 0 "
+                            f"(one edge process per core) or more")
+    if values.get("processes") == 0:
+        values["processes"] = usable_cpus()
     settings = Settings(**values)
+    _check_rate_limits(settings)
     for name in ("webhook_retry_schedule", "alert_retry_schedule"):
         try:
             parse_schedule(getattr(settings, name))
