@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
 import msgspec
 from aiohttp import web
@@ -14,8 +13,7 @@ from http_edge.handlers import json_response, page_limit, read_body, requires
 from http_edge.merchants_api import merchant_id_of
 from http_edge.problems import InvalidQuery
 from http_edge.schemas import StrictBody
-from webhooks.deliveries import OUTCOMES, DeliveryAttempt, DeliveryLog
-from webhooks.events import Event
+from webhooks.deliveries import OUTCOMES, DeliveryLog
 
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9._:-]{1,64}")
 
@@ -24,42 +22,10 @@ class ReplayIn(StrictBody, frozen=True):
     """No options yet: the body may be empty or `{}`."""
 
 
-class AttemptOut(msgspec.Struct, frozen=True, kw_only=True):
-    attempt_id: int
-    event_id: str
-    transaction_id: str
-    merchant_id: str
-    replay_id: int | None
-    attempt: int
-    url: str | None
-    attempted_at: datetime
-    status_code: int | None
-    latency_ms: float | None
-    error: str | None
-    outcome: str
-    next_attempt_at: datetime | None
-
-
-class DeliveryPageOut(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[AttemptOut]
-    next_cursor: str | None
-
-
-class EventOut(msgspec.Struct, frozen=True, kw_only=True):
-    event: Event  # byte for byte what the merchant's endpoint receives
-    merchant_id: str
-    status: str
-    attempts: list[AttemptOut]
-
-
 class ReplayOut(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     replay_id: int
     status: str = "queued"
-
-
-def attempt_out(attempt: DeliveryAttempt) -> AttemptOut:
-    return AttemptOut(**msgspec.structs.asdict(attempt))
 
 
 def outcome_of(raw: str | None) -> str | None:
@@ -88,15 +54,13 @@ class EventsApi:
             merchant_id, limit=page_limit(query.get("limit")),
             cursor=query.get("cursor") or None, outcome=outcome_of(query.get("outcome")),
             event_id=event_id_filter(query.get("event_id")))
-        return json_response(DeliveryPageOut(items=[attempt_out(a) for a in page.items],
-                                             next_cursor=page.next_cursor))
+        return json_response(page)
 
     @requires("merchants:read")
     async def get(self, request: web.Request) -> web.Response:
-        record = await self.log.event(request.match_info["event_id"])
-        return json_response(EventOut(
-            event=record.event, merchant_id=record.merchant_id, status=record.status,
-            attempts=[attempt_out(a) for a in record.attempts]))
+        # EventRecord is the answer as it stands: `event` is byte for byte what the
+        # merchant's endpoint receives.
+        return json_response(await self.log.event(request.match_info["event_id"]))
 
     @requires("merchants:write")
     async def replay(self, request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from http_edge.events_api import DeliveryPageOut, EventOut, ReplayOut
+from http_edge.events_api import ReplayOut
 from http_edge.model_api import ModelOut
 from http_edge.schemas import (
     AccountIn,
@@ -20,7 +20,7 @@ from http_edge.schemas import (
     TransactionOut,
     TransactionPage,
 )
-from webhooks.deliveries import OUTCOMES
+from webhooks.deliveries import OUTCOMES, DeliveryPage, EventRecord
 
 _REF = "#/components/schemas/{name}"
 _PROBLEM = {"description": "problem details (RFC 9457)",
@@ -81,7 +81,7 @@ def _rate_limited(operation: dict[str, Any]) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         (TransactionIn, TransactionOut, TransactionDetail, TransactionPage, AccountIn,
-         AccountOut, DepositIn, DepositOut, BalanceOut, ModelOut, DeliveryPageOut, EventOut,
+         AccountOut, DepositIn, DepositOut, BalanceOut, ModelOut, DeliveryPage, EventRecord,
          ReplayOut, Problem),
         ref_template=_REF)
     account = _path_param("account_id")
@@ -120,14 +120,14 @@ def openapi_document() -> dict[str, Any]:
             params=[account, *page], errors=(400, 401, 403, 404))},
         "/v1/merchants/{merchant_id}/deliveries": {"get": _operation(
             "A merchant's webhook delivery attempts, newest first", "merchants:read",
-            ("200", "DeliveryPageOut", "one page; follow next_cursor for the next"),
+            ("200", "DeliveryPage", "one page; follow next_cursor for the next"),
             params=[_path_param("merchant_id"), *page,
                     {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
                     {"name": "event_id", "in": "query", "schema": {"type": "string"}}],
             errors=(400, 401, 403, 404))},
         "/v1/events/{event_id}": {"get": _operation(
             "A webhook event, its delivery status and attempts", "merchants:read",
-            ("200", "EventOut", "the event as delivered, with its attempts oldest first"),
+            ("200", "EventRecord", "the event as delivered, with its attempts oldest first"),
             params=[event], errors=(401, 403, 404))},
         "/v1/events/{event_id}/replay": {"post": _operation(
             "Deliver an event again", "merchants:write",

@@ -20,8 +20,10 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 
 from webhooks import events
+from webhooks.attempts import COLUMNS, Attempt
 from webhooks.merchants import MerchantNotFound
 
 OUTCOMES = ("delivered", "retry", "failed", "gone", "skipped")
@@ -29,8 +31,7 @@ OUTCOMES = ("delivered", "retry", "failed", "gone", "skipped")
 _STATUS_BY_OUTCOME = {"delivered": "delivered", "retry": "retrying", "failed": "failed",
                       "gone": "failed", "skipped": "skipped"}
 
-_COLUMNS = ("attempt_id, event_id, transaction_id, merchant_id, replay_id, attempt, url, "
-            "attempted_at, status_code, latency_ms, error, outcome, next_attempt_at")
+_COLUMNS = ", ".join(("attempt_id", *COLUMNS))
 
 
 class DeliveryError(Exception):
@@ -64,20 +65,10 @@ class InvalidCursor(DeliveryError):
         super().__init__(f"cursor {cursor[:80]!r} is not one this API returned")
 
 
-class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
+class DeliveryAttempt(Attempt, frozen=True, kw_only=True):
+    """An attempt as recorded: the worker's Attempt plus the id it got in the table."""
+
     attempt_id: int
-    event_id: str
-    transaction_id: str
-    merchant_id: str
-    replay_id: int | None
-    attempt: int
-    url: str | None
-    attempted_at: datetime
-    status_code: int | None
-    latency_ms: float | None
-    error: str | None
-    outcome: str
-    next_attempt_at: datetime | None
 
 
 class DeliveryPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,16 +162,11 @@ class DeliveryLog:
 
     async def event(self, event_id: str) -> EventRecord:
         """The event, its attempts oldest first, and its status."""
-        transaction_id = events.transaction_id_of(event_id)
-        if transaction_id is None:
-            raise EventNotFound(event_id)
         async with self._pool.acquire() as conn:
-            row = await events.load_event(conn, transaction_id)
-            if row is None:
-                raise EventNotFound(event_id)
+            row = await _load_event(conn, event_id)
             attempts = [_attempt(r) for r in await conn.fetch(
                 f"SELECT {_COLUMNS} FROM webhook_attempts WHERE transaction_id = $1 "
-                f"ORDER BY attempt_id", transaction_id)]
+                f"ORDER BY attempt_id", row["transaction_id"])]
         status = event_status(attempts, webhook_url=row["webhook_url"],
                               delivery_enabled=row["delivery_enabled"])
         return EventRecord(event=events.event_of(row), merchant_id=row["merchant_id"],
@@ -188,19 +174,24 @@ class DeliveryLog:
 
     async def replay(self, event_id: str, *, requested_by: str) -> Replay:
         """Queue the event for delivery again, or refuse when the merchant would not get it."""
-        transaction_id = events.transaction_id_of(event_id)
-        if transaction_id is None:
-            raise EventNotFound(event_id)
         async with self._pool.acquire() as conn:
-            row = await events.load_event(conn, transaction_id)
-            if row is None:
-                raise EventNotFound(event_id)
+            row = await _load_event(conn, event_id)
             _check_deliverable(row)
             replay = await conn.fetchrow(
                 "INSERT INTO webhook_replays (transaction_id, requested_by) VALUES ($1, $2) "
-                "RETURNING replay_id, requested_by, requested_at", transaction_id, requested_by)
+                "RETURNING replay_id, requested_by, requested_at", row["transaction_id"],
+                requested_by)
         assert replay is not None  # INSERT ... RETURNING returns the row
         return Replay(event_id=event_id, **dict(replay))
+
+
+async def _load_event(conn: PoolConnectionProxy, event_id: str) -> asyncpg.Record:
+    """The event's row (see `events.load_event`), or EventNotFound."""
+    transaction_id = events.transaction_id_of(event_id)
+    row = None if transaction_id is None else await events.load_event(conn, transaction_id)
+    if row is None:
+        raise EventNotFound(event_id)
+    return row
 
 
 def _check_deliverable(row: asyncpg.Record) -> None:
