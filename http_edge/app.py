@@ -23,10 +23,9 @@ from http_edge.merchants_api import add_routes as add_merchant_routes
 from http_edge.metrics import render_metrics
 from http_edge.model_api import ModelApi
 from http_edge.openapi import openapi_document
-from http_edge.problems import problem_response, status_of
+from http_edge.problems import error_headers, problem_response, status_of
 from http_edge.rules_api import RulesApi
 from http_edge.rules_api import add_routes as add_rule_routes
-from pipeline import Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,10 @@ def _error_response(request: web.Request, exc: BaseException) -> web.Response:
         return problem_response(500, "internal_error", "an unexpected error occurred",
                                 request_id=request_id, instance=request.path)
     status, code, error = known
-    headers = None
-    if isinstance(error, Overloaded):
-        headers = {"Retry-After": str(max(1, round(error.retry_after_s)))}
-    elif status == 503:
-        headers = {"Retry-After": "1"}
     return problem_response(status, code, str(error), request_id=request_id,
                             pointer=getattr(error, "pointer", None), instance=request.path,
-                            column=getattr(error, "column", None), headers=headers)
+                            column=getattr(error, "column", None),
+                            headers=error_headers(error, status))
 
 
 def _error_middleware(api: Api) -> Callable[..., Awaitable[web.StreamResponse]]:

@@ -24,7 +24,6 @@ from http_edge.problems import (
     UnsupportedMediaType,
     invalid_body,
     rate_limit_headers,
-    rate_limited_response,
 )
 from http_edge.schemas import (
     AccountIn,
@@ -44,7 +43,7 @@ from ledger.records import AccountState, PaymentRecord, TransactionView
 from ledger.repository import Ledger
 from pipeline import Item, Pipeline
 from stages.idempotency import IdempotencyCache
-from stages.ratelimit import RateLimitCheck, RateLimited
+from stages.ratelimit import RateLimitCheck
 from stages.screening import Screening
 
 log = logging.getLogger(__name__)
@@ -179,9 +178,7 @@ class Api:
         screening.deadline_s = item.deadline_s  # the scoring stage skips the model when short
         try:
             record: PaymentRecord = await item.future
-        except RateLimited as exc:  # before idempotency: no key claimed, nothing to release
-            return rate_limited_response(exc, instance=request.path)
-        except Exception:
+        except Exception:  # a RateLimited request claimed no key: the release is a no-op
             await self._release(screening)
             raise
         elapsed_ms = (time.perf_counter() - started) * 1000

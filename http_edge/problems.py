@@ -11,8 +11,8 @@
 
 Domain errors (ledger, money, pipeline, stages) keep their own `code`; `STATUS_BY_CODE` gives
 their HTTP status. Anything unmapped is a bug: 500 `internal_error`, logged with its traceback.
-`RateLimited` (429 `client_rate_limited` | `card_rate_limited`) also needs its headers:
-`rate_limited_response` builds it.
+Some answers carry headers too (`error_headers`): `Retry-After` on 503 and 429, and
+`RateLimit-*` on `RateLimited` (429 `client_rate_limited` | `card_rate_limited`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import msgspec
 from aiohttp import web
 
 from http_edge.schemas import Problem
-from pipeline import StageFailed
+from pipeline import Overloaded, StageFailed
 from stages.gcra import Limit, whole_seconds
 from stages.ratelimit import Quota, RateLimited
 
@@ -165,10 +165,15 @@ def rate_limit_headers(quota: Quota) -> dict[str, str]:
             "RateLimit-Policy": rate_limit_policy(quota.limit)}
 
 
-def rate_limited_response(error: RateLimited, *, instance: str) -> web.Response:
-    headers = {"Retry-After": str(error.retry_after_s), **rate_limit_headers(error.quota)}
-    return problem_response(STATUS_BY_CODE[error.code], error.code, str(error),
-                            instance=instance, headers=headers)
+def error_headers(error: BaseException, status: int) -> dict[str, str] | None:
+    """The headers a known error's answer carries beside its problem body."""
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.retry_after_s), **rate_limit_headers(error.quota)}
+    if isinstance(error, Overloaded):
+        return {"Retry-After": str(max(1, round(error.retry_after_s)))}
+    if status == 503:
+        return {"Retry-After": "1"}
+    return None
 
 
 def status_of(error: BaseException) -> tuple[int, str, BaseException] | None:
