@@ -9,7 +9,6 @@ and its body is built by one function from the row, so the relay, a replay and
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 import asyncpg
 import msgspec
@@ -86,10 +85,6 @@ def transaction_id_of(event_id_: str) -> str | None:
     return event_id_[len(EVENT_PREFIX):]
 
 
-def _score(value: Decimal | float) -> float:
-    return float(value)
-
-
 def event_of(row: asyncpg.Record) -> Event:
     """The merchant's event for a row selected with COLUMNS."""
     return Event(
@@ -99,7 +94,7 @@ def event_of(row: asyncpg.Record) -> Event:
             transaction_id=row["transaction_id"], merchant_id=row["merchant_id"],
             amount=format_amount(row["amount_minor"], row["currency"]),
             currency=row["currency"], decision=row["decision"],
-            risk_score=_score(row["risk_score"]), reasons=list(row["reasons"]),
+            risk_score=float(row["risk_score"]), reasons=list(row["reasons"]),
             event_time=row["event_time"], recorded_at=row["recorded_at"]))
 
 
@@ -111,7 +106,7 @@ def alert_of(row: asyncpg.Record) -> AlertData:
         card_id=row["card_id"], merchant_id=row["merchant_id"],
         merchant_category=row["merchant_category"], country=row["country"],
         amount=format_amount(row["amount_minor"], row["currency"]), currency=row["currency"],
-        decision=row["decision"], risk_score=_score(row["risk_score"]),
+        decision=row["decision"], risk_score=float(row["risk_score"]),
         reasons=list(row["reasons"]), rules_version=row["rules_version"],
         model_version=row["model_version"], event_time=row["event_time"],
         recorded_at=row["recorded_at"])

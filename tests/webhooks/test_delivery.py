@@ -218,7 +218,7 @@ async def test_a_worker_killed_mid_delivery_redelivers_the_same_event(
     merchant_id, _ = await register(server, merchant_site)
     hold = merchant_site.holds[merchant_id] = asyncio.Event()
     await delivery.halt_worker()
-    process = await start_worker_process(delivery)
+    process = await start_process(delivery, "worker", "webhooks")
     try:
         answer = await pay(server, make_account, make_transaction, merchant_id)
         # The other worker has the message and waits on the merchant's answer: kill it.
@@ -238,14 +238,15 @@ async def test_a_worker_killed_mid_delivery_redelivers_the_same_event(
         "evt_" + answer["transaction_id"])
 
 
-async def start_worker_process(delivery: DeliverySystem) -> asyncio.subprocess.Process:
+async def start_process(delivery: DeliverySystem, *command: str) -> asyncio.subprocess.Process:
+    """`sentinel <command>` against this run's database and queues (schedule included)."""
     s = delivery.settings
     env = {**os.environ, "SENTINEL_DATABASE_URL": s.database_url,
            "SENTINEL_AMQP_URL": s.amqp_url, "SENTINEL_AMQP_PREFIX": s.amqp_prefix,
            "SENTINEL_WEBHOOK_RETRY_SCHEDULE": s.webhook_retry_schedule,
-           "SENTINEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops.cli", "worker", "webhooks", env=env)
+           "SENTINEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true", "SENTINEL_RELAY_POLL_MS": "10"}
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "ops.cli", *command,
+                                                env=env)
 
 
 async def test_a_broker_outage_delays_events_and_loses_none(
@@ -284,13 +285,7 @@ async def test_another_relay_takes_over_when_the_leader_dies(
         make_account, make_transaction, pool: asyncpg.Pool):
     merchant_id, _ = await register(server, merchant_site)
     await delivery.halt_relay()
-    s = delivery.settings
-    env = {**os.environ, "SENTINEL_DATABASE_URL": s.database_url,
-           "SENTINEL_AMQP_URL": s.amqp_url, "SENTINEL_AMQP_PREFIX": s.amqp_prefix,
-           "SENTINEL_RELAY_POLL_MS": "10",
-           "SENTINEL_WEBHOOK_RETRY_SCHEDULE": s.webhook_retry_schedule}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ops.cli", "relay",
-                                                   env=env)
+    process = await start_process(delivery, "relay")
     try:
         first = await pay(server, make_account, make_transaction, merchant_id)
         await wait_for(outcomes_are(pool, first["transaction_id"], ["delivered"]), timeout_s=30)
