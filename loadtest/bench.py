@@ -47,6 +47,7 @@ from loadtest.servers import (
     edge_group,
     free_port,
     machine_cpu_s,
+    services_cpu_s,
     wait_listeners_settled,
 )
 from loadtest.workload import MIN_MERCHANTS, build_world
@@ -119,16 +120,19 @@ class ServerSide(NamedTuple):
     metrics: metrics.Metrics | None
     server_cpu_s: float | None
     machine: tuple[float, float]  # busy and total CPU seconds of the whole machine
+    services: dict[str, float]  # CPU seconds of PostgreSQL, Redis, RabbitMQ on this machine
 
     @classmethod
     def read(cls, metrics_url: str | None, server: ServerGroup | None) -> ServerSide:
         return cls(_scrape(metrics_url) if metrics_url else None,
-                   server.cpu_s() if server else None, machine_cpu_s())
+                   server.cpu_s() if server else None, machine_cpu_s(), services_cpu_s())
 
     def changes_until(self, later: ServerSide) -> dict[str, Any]:
         """The RunResult fields the server's side fills in, from this reading to `later`."""
         busy, total = (b - a for a, b in zip(self.machine, later.machine, strict=True))
-        changes: dict[str, Any] = {"machine_busy": busy / total if total else None}
+        changes: dict[str, Any] = {"machine_busy": busy / total if total else None,
+                                   "services_cpu_s": {name: later.services[name] - spent
+                                                      for name, spent in self.services.items()}}
         if self.server_cpu_s is not None and later.server_cpu_s is not None:
             changes["server_cpu_s"] = later.server_cpu_s - self.server_cpu_s
         if self.metrics is not None and later.metrics is not None:

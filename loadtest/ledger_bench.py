@@ -19,6 +19,7 @@ import asyncpg
 from ledger.migrate import drop_database, migrate
 from ledger.records import AccountSpec, PaymentRequest
 from ledger.repository import Ledger
+from loadtest.servers import services_cpu_s
 from ops.settings import load_settings
 
 
@@ -64,9 +65,10 @@ async def run(args: argparse.Namespace) -> None:
                 batch_ms.append((time.perf_counter() - started) * 1000)
 
         per_worker = args.batches // args.workers
-        started = time.perf_counter()
+        pg_cpu, started = services_cpu_s()["postgresql"], time.perf_counter()
         await asyncio.gather(*(worker(per_worker) for _ in range(args.workers)))
         elapsed = time.perf_counter() - started
+        pg_cpu = services_cpu_s()["postgresql"] - pg_cpu  # before the pool's backends exit
         total = per_worker * args.workers * args.batch
         batch_ms.sort()
         print(f"payments: {total}  batch: {args.batch}  workers: {args.workers}  "
@@ -75,6 +77,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"batch ms: p50 {batch_ms[len(batch_ms) // 2]:.1f}  "
               f"p99 {batch_ms[int(len(batch_ms) * 0.99)]:.1f}  "
               f"per payment {sum(batch_ms) / total:.3f} ms")
+        print(f"PostgreSQL CPU per payment: {pg_cpu / total * 1000:.3f} ms "
+              "(every postgres process on this machine)")
     finally:
         await pool.close()
         await drop_database(admin)

@@ -63,6 +63,9 @@ def run_line(run: RunResult) -> str:
     cpu = "" if run.server_cpu_s is None else f"  server CPU {run.server_cpu_s:.1f} s"
     if run.machine_busy is not None:
         cpu += f"  machine {run.machine_busy:.0%} busy"
+    if any(run.services_cpu_s.values()):
+        cpu += "  " + " ".join(f"{name} {spent:.1f} s"
+                               for name, spent in run.services_cpu_s.items())
     return (f"{load:<15} achieved {rate(run.achieved_rps):>9}  ok {run.ok:,}/{run.sent:,}  "
             f"p50 {ms(lat.p50)}  p95 {ms(lat.p95)}  p99 {ms(lat.p99)}  p99.9 {ms(lat.p99_9)}  "
             f"max {ms(lat.max)} ms  {errors_text(run)}{cpu}  sender CPU {run.sender_cpu_s:.1f} s")

@@ -75,6 +75,8 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     server_cpu_s: float | None = None  # the server's processes, over the measured window
     sender_cpu_s: float = 0.0  # the sender processes, over the whole run
     machine_busy: float | None = None  # share of all cores busy over the measured window
+    # PostgreSQL, Redis and RabbitMQ on this machine, over the measured window
+    services_cpu_s: dict[str, float] = {}
 
     @property
     def error_share(self) -> float:

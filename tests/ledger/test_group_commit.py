@@ -74,3 +74,25 @@ async def test_crossed_key_locks_deadlock_and_the_batch_is_retried(ledger, pool)
     outcomes = await asyncio.wait_for(batch, 10)
     assert [type(o) for o in outcomes] == [PaymentRecord, PaymentRecord]
     assert [o.replayed for o in outcomes] == [False, False]
+
+
+async def test_a_batch_finds_its_accounts_by_key_never_by_scanning_them_all(admin_pool):
+    # Regression: the lock query used to scan the whole accounts table for every batch, so
+    # posting slowed down with every account opened. Measured in one transaction, rolled back.
+    async with admin_pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        prefix = unique("bulk")
+        await conn.execute(
+            "INSERT INTO accounts (account_id, kind, currency, balance_minor) "
+            "SELECT $1 || '-' || n, 'cardholder', 'EUR', 10000 "
+            "FROM generate_series(1, 5000) AS n", prefix)
+        await conn.execute("ANALYZE accounts")
+        batch = [_payment(f"{prefix}-{n}") for n in (1, 2500, 5000)]
+        rows = await conn.fetch("SELECT status FROM ledger_post_payments($1::jsonb)",
+                                msgspec.json.encode(batch).decode())
+        scans = await conn.fetchval(
+            "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'accounts'")
+        await tx.rollback()  # the bulk accounts stay out of the test database
+    assert [row["status"] for row in rows] == ["recorded"] * 3
+    assert scans == 0

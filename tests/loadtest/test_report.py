@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from loadtest.report import BenchDocument, TargetReport, comparison_lines, text
+from loadtest.report import BenchDocument, TargetReport, comparison_lines, run_line, text
 from tests.loadtest.conftest import MakeRun
 
 
@@ -38,3 +38,11 @@ def test_the_document_round_trips_through_json(make_run: MakeRun) -> None:
     again = msgspec.json.decode(msgspec.json.encode(document), type=BenchDocument)
     assert again == document
     assert "edge vs ceiling:" in text(again)
+
+
+def test_a_run_line_names_the_services_cpu_when_it_was_measured(make_run: MakeRun) -> None:
+    run = make_run(rate=100, p99=30)
+    assert "postgresql" not in run_line(run)
+    measured = msgspec.structs.replace(
+        run, services_cpu_s={"postgresql": 4.25, "redis": 1.0, "rabbitmq": 0.0})
+    assert "postgresql 4.2 s redis 1.0 s rabbitmq 0.0 s" in run_line(measured)
