@@ -33,7 +33,10 @@ DEFAULT_STAGES: dict[str, StageConfig] = {
     "enrich": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "scoring": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
-    "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096),
+    # Group commit: while another worker is committing, wait up to 2 ms for a bigger batch
+    # (one commit for many payments); an idle ledger commits a lone payment at once.
+    "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096,
+                          wait_when_idle=False),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
 }
 
@@ -153,7 +156,8 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
 
 
 _STAGE_FIELDS = {"WORKERS": "workers", "BATCH_MAX": "batch_max",
-                 "BATCH_WAIT_MS": "batch_wait_ms", "QUEUE_MAX": "queue_max"}
+                 "BATCH_WAIT_MS": "batch_wait_ms", "QUEUE_MAX": "queue_max",
+                 "WAIT_WHEN_IDLE": "wait_when_idle"}
 
 
 def _stage_variable(name: str) -> tuple[str, str]:
@@ -163,7 +167,7 @@ def _stage_variable(name: str) -> tuple[str, str]:
         if rest.endswith("_" + suffix):
             return rest[: -len(suffix) - 1].lower(), field
     raise SettingsError(f"{name}: unknown stage setting (use _WORKERS, _BATCH_MAX, "
-                        f"_BATCH_WAIT_MS or _QUEUE_MAX)")
+                        f"_BATCH_WAIT_MS, _QUEUE_MAX or _WAIT_WHEN_IDLE)")
 
 
 def _load_stages(environ: Mapping[str, str]) -> dict[str, StageConfig]:
@@ -174,9 +178,9 @@ def _load_stages(environ: Mapping[str, str]) -> dict[str, StageConfig]:
         stage, field = _stage_variable(name)
         if stage not in stages:
             raise SettingsError(f"{name}: unknown stage {stage!r} (known: {sorted(stages)})")
-        kind = float if field == "batch_wait_ms" else int
+        kind = {"batch_wait_ms": float, "wait_when_idle": bool}.get(field, int)
         value = _convert(name, raw, kind)
-        if value < 0 or (field != "batch_wait_ms" and value < 1):
+        if kind is not bool and (value < 0 or (kind is int and value < 1)):
             raise SettingsError(f"{name}={raw!r} must be positive")
         stages[stage] = msgspec.structs.replace(stages[stage], **{field: value})
     return stages

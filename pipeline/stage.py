@@ -33,12 +33,18 @@ RETRY_AFTER_S = 1.0
 
 
 class StageConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """How a stage runs: worker tasks, micro-batch size and window, queue capacity."""
+    """How a stage runs: worker tasks, micro-batch size and window, queue capacity.
+
+    `wait_when_idle=False` makes the window adaptive: a worker waits for more items only while
+    another worker of the stage is running a batch (the stage is busy, so a bigger batch saves
+    work); an idle stage hands its first item on at once instead of holding it for the window.
+    """
 
     workers: int
     batch_max: int
     batch_wait_ms: float
     queue_max: int
+    wait_when_idle: bool = True
 
 
 class StageStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +94,7 @@ class Stage:
         self._accepting = False
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
+        self._running = 0  # workers inside the handler
         self._accepted = self._completed = self._failed = self._expired = self._rejected = 0
         self._queue_wait_ms = Histogram(LATENCY_MS_BOUNDS)
         self._service_ms = Histogram(LATENCY_MS_BOUNDS)
@@ -171,7 +178,8 @@ class Stage:
             try:
                 if self._batch_max > 1:
                     self._take_ready(batch)
-                    if self._batch_wait_s > 0 and len(batch) < self._batch_max:
+                    if (self._batch_wait_s > 0 and len(batch) < self._batch_max
+                            and (self._running or self.config.wait_when_idle)):
                         await self._fill(batch)
                 await self._run(batch)
             except asyncio.CancelledError:
@@ -220,6 +228,7 @@ class Stage:
             return
         self._batch_size.observe(len(live))
         started = self._clock()
+        self._running += 1
         try:
             outcomes = await self._handler([item.payload for item in live])
             if len(outcomes) != len(live):
@@ -236,6 +245,8 @@ class Stage:
             for item in live:
                 self._fail(item, StageFailed(self.name, exc))
             return
+        finally:
+            self._running -= 1
         ended = self._clock()
         self._service_ms.observe((ended - started) * 1000)
         await self._hand_on(live, outcomes, ended)

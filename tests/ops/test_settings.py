@@ -30,12 +30,14 @@ def test_stage_settings():
     settings = load_settings({"SENTINEL_STAGE_LEDGER_WORKERS": "8",
                               "SENTINEL_STAGE_LEDGER_BATCH_MAX": "64",
                               "SENTINEL_STAGE_IDEMPOTENCY_BATCH_WAIT_MS": "0.5",
-                              "SENTINEL_STAGE_RESPOND_QUEUE_MAX": "100"})
+                              "SENTINEL_STAGE_RESPOND_QUEUE_MAX": "100",
+                              "SENTINEL_STAGE_LEDGER_WAIT_WHEN_IDLE": "true"})
     assert settings.stage("ledger").workers == 8
     assert settings.stage("ledger").batch_max == 64
     assert settings.stage("ledger").queue_max == DEFAULT_STAGES["ledger"].queue_max
     assert settings.stage("idempotency").batch_wait_ms == 0.5
     assert settings.stage("respond").queue_max == 100
+    assert settings.stage("ledger").wait_when_idle and not DEFAULT_STAGES["ledger"].wait_when_idle
 
 
 @pytest.mark.parametrize(("env", "message"), [
@@ -46,6 +48,7 @@ def test_stage_settings():
     ({"SENTINEL_STAGE_LEDGER_WORKERS": "x"}, "SENTINEL_STAGE_LEDGER_WORKERS"),
     ({"SENTINEL_STAGE_NOPE_WORKERS": "2"}, "unknown stage 'nope'"),
     ({"SENTINEL_STAGE_LEDGER_SPEED": "2"}, "SENTINEL_STAGE_LEDGER_SPEED"),
+    ({"SENTINEL_STAGE_LEDGER_WAIT_WHEN_IDLE": "2"}, "not a boolean"),
 ])
 def test_errors_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):

@@ -66,9 +66,9 @@ def make_item(payload: Any, *, deadline_s: float = math.inf) -> Item:
 
 
 def config(*, workers: int = 1, batch_max: int = 1, batch_wait_ms: float = 0.0,
-           queue_max: int = 16) -> StageConfig:
+           queue_max: int = 16, wait_when_idle: bool = True) -> StageConfig:
     return StageConfig(workers=workers, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
-                       queue_max=queue_max)
+                       queue_max=queue_max, wait_when_idle=wait_when_idle)
 
 
 @pytest.fixture

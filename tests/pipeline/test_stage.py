@@ -58,6 +58,40 @@ async def test_batch_waits_for_more_items_within_the_window(make_stage: MakeStag
     assert loop.time() - started_s >= 0.020 * 0.9
 
 
+async def test_an_idle_stage_without_wait_when_idle_hands_its_item_on_at_once(
+        make_stage: MakeStage) -> None:
+    handler = Recorder()
+    stage = make_stage(handler, workers=2, batch_max=10, batch_wait_ms=60_000,
+                       wait_when_idle=False)
+    stage.start()
+    lone = make_item("a")
+    stage.put_nowait(lone)
+    # No other worker is busy: the 60 s window is not waited for.
+    assert await results([lone], timeout_s=2) == ["a"]
+    assert handler.batches == [["a"]]
+
+
+async def test_a_busy_stage_without_wait_when_idle_still_fills_its_batch(
+        make_stage: MakeStage) -> None:
+    handler = Recorder(held=True)
+    stage = make_stage(handler, workers=2, batch_max=3, batch_wait_ms=60_000,
+                       wait_when_idle=False)
+    stage.start()
+    first = make_item(0)
+    stage.put_nowait(first)
+    await handler.wait_batches(1)  # one worker is inside the handler, held at the gate
+    others = [make_item(i) for i in (1, 2, 3)]
+    stage.put_nowait(others[0])
+    await wait_until(lambda: stage.statistics().in_flight == 2)  # the second worker waits
+    stage.put_nowait(others[1])
+    stage.put_nowait(others[2])
+    handler.gate.set()
+    assert await results([first, *others], timeout_s=2) == [0, 1, 2, 3]
+    # The second worker waited for more while the first was busy: 1, 2 and 3 went together
+    # (a full batch ends the window; without waiting, 1 would have gone alone).
+    assert handler.batches == [[0], [1, 2, 3]]
+
+
 async def test_batch_closes_after_the_window(make_stage: MakeStage) -> None:
     handler = Recorder()
     stage = make_stage(handler, batch_max=10, batch_wait_ms=1)
