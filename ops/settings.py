@@ -25,10 +25,11 @@ STAGE_PREFIX = "SENTINEL_STAGE_"
 
 # Defaults per pipeline stage; tuned on the 2-core dev machine (see BENCHMARKS.md).
 DEFAULT_STAGES: dict[str, StageConfig] = {
-    # The first stage forms the batches the next ones receive whole: its 1 ms window was
-    # idempotency's before the rate limiter came first, and one worker lets a batch gather
-    # while the previous one is in Redis (batches of ~25 instead of ~4 at the ceiling).
-    "ratelimit": StageConfig(workers=1, batch_max=128, batch_wait_ms=1.0, queue_max=4096),
+    # The first stage forms the batches the next ones receive whole: one worker lets a batch
+    # gather while the previous one is in Redis (batches of ~25 instead of ~4 at the ceiling).
+    # No window: at 100 tx/s its 1 ms cost every payment 1 ms and no throughput was measured
+    # to come from it (BENCHMARKS.md).
+    "ratelimit": StageConfig(workers=1, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "enrich": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
