@@ -37,11 +37,11 @@ from pipeline import Pipeline, Stage
 from rules.engine import RuleSetHolder
 from rules.reload import RuleReloader
 from rules.store import RuleStore
-from stages.enrich import EnrichStage, ProfileCache
+from stages.admit import AdmitStage, ProfileCache
 from stages.gcra import Limit
-from stages.idempotency import IdempotencyCache, IdempotencyStage
+from stages.idempotency import IdempotencyCache
 from stages.ledger import LedgerStage
-from stages.ratelimit import RateLimiter, RateLimitStage
+from stages.ratelimit import RateLimiter
 from stages.respond import RespondStage
 from stages.rules import RulesStage
 from stages.scoring import ScoringStage
@@ -91,16 +91,16 @@ class Application:
                        velocity: VelocityStore) -> Pipeline:
         s = self.settings
         assert self.redis is not None
-        # First, so a limited request claims no Idempotency-Key and never reaches the ledger.
-        self.rate_limits = RateLimitStage(RateLimiter(
-            self.redis, prefix=s.redis_prefix,
-            client_limit=Limit(s.rate_limit_client_per_s, s.rate_limit_client_burst),
-            card_limit=Limit(s.rate_limit_card_per_s, s.rate_limit_card_burst)))
+        # One Redis round trip per batch: rate limits first (a limited request claims no
+        # Idempotency-Key and never reaches the ledger), the claims, velocity and history.
+        self.admission = AdmitStage(
+            self.redis, RateLimiter(
+                prefix=s.redis_prefix, claim_ttl_ms=cache.inflight_ttl_ms,
+                client_limit=Limit(s.rate_limit_client_per_s, s.rate_limit_client_burst),
+                card_limit=Limit(s.rate_limit_card_per_s, s.rate_limit_card_burst)),
+            cache, ProfileCache(ledger), velocity, self.rules, self.models)
         return Pipeline([
-            Stage("ratelimit", self.rate_limits, s.stage("ratelimit")),
-            Stage("idempotency", IdempotencyStage(cache), s.stage("idempotency")),
-            Stage("enrich", EnrichStage(ProfileCache(ledger), velocity, self.rules, self.models),
-                  s.stage("enrich")),
+            Stage("admit", self.admission, s.stage("admit")),
             Stage("rules", RulesStage(self.rules), s.stage("rules")),
             Stage("scoring", ScoringStage(self.models, min_budget_ms=s.scoring_min_budget_ms),
                   s.stage("scoring")),

@@ -25,13 +25,11 @@ STAGE_PREFIX = "SENTINEL_STAGE_"
 
 # Defaults per pipeline stage; tuned on the 2-core dev machine (see BENCHMARKS.md).
 DEFAULT_STAGES: dict[str, StageConfig] = {
-    # The first stage forms the batches the next ones receive whole: one worker lets a batch
-    # gather while the previous one is in Redis (batches of ~25 instead of ~4 at the ceiling).
-    # No window: at 100 tx/s its 1 ms cost every payment 1 ms and no throughput was measured
-    # to come from it (BENCHMARKS.md).
-    "ratelimit": StageConfig(workers=1, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
-    "idempotency": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
-    "enrich": StageConfig(workers=2, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
+    # Rate limits, idempotency claims and the velocity/history reads in one Redis round
+    # trip. The first stage forms the batches the next ones receive whole: one worker lets a
+    # batch gather while the previous one is in Redis, with no window (at 100 tx/s a 1 ms
+    # window cost every payment 1 ms for no measured throughput: BENCHMARKS.md).
+    "admit": StageConfig(workers=1, batch_max=128, batch_wait_ms=0.0, queue_max=4096),
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "scoring": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     # Group commit: while another worker is committing, wait up to 2 ms for a bigger batch

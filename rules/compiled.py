@@ -16,7 +16,7 @@ from rules.parser import parse
 class CompiledRule:
     """A checked rule and its fast path.
 
-    `velocity` and `lists` say what the enrich stage must put in the RuleContext;
+    `velocity` and `lists` say what the admit stage must put in the RuleContext;
     `uses_risk_score` rules must run after scoring; `fields` are the field names the rule
     reads, as written in rules (`account.home_country`).
     """

@@ -1,6 +1,6 @@
 """What a rule reads: one transaction with its account, velocity features and lists.
 
-The enrich stage builds one `RuleContext` per transaction; every rule of the set then reads
+The admit stage builds one `RuleContext` per transaction; every rule of the set then reads
 the same object, so it is a slotted msgspec Struct (fast attribute reads, no dict).
 """
 

@@ -2,7 +2,7 @@
 
 A function class checks its arguments in `build` (raising RuleTypeError at the faulty
 argument) and is then an ordinary node: `evaluate` for the interpreter, `compile` for the
-fast path, `render` for canonical text. Velocity functions read a value the enrich stage
+fast path, `render` for canonical text. Velocity functions read a value the admit stage
 computed beforehand (`RuleContext.velocity`), so evaluating them costs one dict lookup.
 """
 

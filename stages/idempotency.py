@@ -1,28 +1,23 @@
-"""The idempotency stage: answers retries from Redis before they cost a ledger round trip.
+"""Idempotency in Redis: claim keys with in-flight markers, remember outcomes, release.
 
-One pipelined `SET key marker NX PX ttl GET` per micro-batch. An absent key is claimed with an
-in-flight marker; an in-flight marker means 409, a finished record is replayed, another
-fingerprint is 422. Redis is only the fast path: when it is down every item goes on and the
-ledger's UNIQUE (client, key) decides.
+The admission stage claims the keys of a batch (`SET key marker NX PX ttl GET`, inside the
+rate-limit script: `stages/admit.py`); an absent key is claimed with an in-flight marker, an
+in-flight marker means 409, a finished record is replayed, another fingerprint is 422. The
+respond stage remembers outcomes. Redis is only the fast path: when it is down every item goes
+on and the ledger's UNIQUE (client, key) decides.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
 
-from ledger.errors import IdempotencyKeyReused
 from ledger.records import PaymentRecord
-from pipeline import Finish
-from stages.screening import RequestInFlight, Screening
-
-log = logging.getLogger(__name__)
+from stages.screening import Screening
 
 # Compare-and-delete: only the owner of an in-flight marker may release it.
 _RELEASE_SCRIPT = """
@@ -53,6 +48,11 @@ class IdempotencyCache:
         self._release = client.register_script(_RELEASE_SCRIPT)
 
     @property
+    def inflight_ttl_ms(self) -> int:
+        """How long a claim's in-flight marker lives (a crashed edge's claims expire)."""
+        return self._inflight_ttl_ms
+
+    @property
     def client(self) -> redis.Redis:
         return self._client
 
@@ -61,14 +61,6 @@ class IdempotencyCache:
 
     def new_marker(self, fingerprint: str) -> bytes:
         return self._encode(CachedOutcome(fingerprint=fingerprint, token=os.urandom(8).hex()))
-
-    async def claim(self, items: Sequence[Screening]) -> list[CachedOutcome | None]:
-        """Claim every key not yet known; returns what was there before (None: claimed)."""
-        pipe = self._client.pipeline(transaction=False)
-        for item in items:
-            pipe.set(item.cache_key, item.marker, nx=True, px=self._inflight_ttl_ms, get=True)
-        previous = await pipe.execute()
-        return [None if raw is None else self._decode(raw) for raw in previous]
 
     def queue_remember(self, pipe: Pipeline, items: Sequence[Screening]) -> None:
         """Queue the storing of outcomes (idempotent: the same value again)."""
@@ -90,33 +82,3 @@ class IdempotencyCache:
         """Delete every idempotency key under this prefix (tests and operators only)."""
         async for key in self._client.scan_iter(match=f"{self._prefix}:idem:*", count=1000):
             await self._client.delete(key)
-
-
-class IdempotencyStage:
-    """Pipeline handler: claim keys in one Redis round trip per micro-batch."""
-
-    def __init__(self, cache: IdempotencyCache) -> None:
-        self._cache = cache
-
-    async def __call__(self, batch: list[Screening]) -> list[object]:
-        for item in batch:
-            item.marker = self._cache.new_marker(item.request.fingerprint)
-        try:
-            previous = await self._cache.claim(batch)
-        except RedisError as exc:
-            log.warning("idempotency cache unavailable, falling back to the ledger: %s", exc)
-            for item in batch:
-                item.marker = b""
-            return list(batch)
-        return [self._decide(item, prior) for item, prior in zip(batch, previous, strict=True)]
-
-    @staticmethod
-    def _decide(item: Screening, prior: CachedOutcome | None) -> object:
-        if prior is None:
-            return item
-        item.marker = b""
-        if prior.fingerprint != item.request.fingerprint:
-            return IdempotencyKeyReused()
-        if prior.record is None:
-            return RequestInFlight()
-        return Finish(msgspec.structs.replace(prior.record, replayed=True))

@@ -1,35 +1,34 @@
-"""The rate-limit stage: GCRA per API client and per card, one Redis script call per batch.
+"""GCRA per API client and per card, and the idempotency claims, in one Redis script call.
 
-It runs first, before idempotency, so a limited request claims no Idempotency-Key (a retry
-after the wait goes through) and never reaches the ledger. A request is allowed only when
-both its client's and its card's limits allow it, and only then consumes from both. The time
-is Redis's (`TIME`), so every edge process shares one clock. When Redis fails the stage fails
-open: the batch goes on unlimited, `statistics().failed_open` counts its requests, and for the
-next `retry_after_failure_s` no batch waits on Redis (a dead Redis costs one timeout a second,
-not one per batch).
+The admission stage (`stages/admit.py`) runs this script first in its one Redis pipeline per
+batch. A request is allowed only when both its client's and its card's limits allow it, and
+only then consumes from both and claims its Idempotency-Key: a limited request claims no key
+(a retry after the wait goes through) and never reaches the ledger. The time is Redis's
+(`TIME`), so every edge process shares one clock.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
 
 from stages.gcra import Limit, whole_seconds
+from stages.lua import LuaScript, run_pipeline
 from stages.screening import Screening
 
-log = logging.getLogger(__name__)
-
-# The batch form of `stages.gcra.admit`. KEYS: the batch's distinct keys. ARGV: now in µs
-# ('' = Redis TIME), the client limit's interval and tolerance in µs, the card limit's, then
-# per request the KEYS index of its client key and of its card key (0: that limit is off).
-# Returns three integers per request: 0, then the client limit's remaining and reset (µs) when
-# allowed; 1 (client) or 2 (card), then that limit's retry-after and reset (µs) when denied.
-# Each key is read once and written once (with a TTL until its TAT) however often it occurs.
+# The batch form of `stages.gcra.admit`, plus the claims. KEYS: the batch's distinct keys.
+# ARGV: now in µs ('' = Redis TIME), the client limit's interval and tolerance in µs, the card
+# limit's, the claim's TTL in ms, then per request the KEYS index of its client key and of its
+# card key (0: that limit is off), the KEYS index of its idempotency key (0: no claim) and its
+# in-flight marker. Returns four values per request: 0, then the client limit's remaining and
+# reset (µs) when allowed; 1 (client) or 2 (card), then that limit's retry-after and reset
+# (µs) when denied; then what `SET key marker NX PX ttl GET` found under its idempotency key
+# (nil: claimed now, or no claim asked, or denied). Each rate-limit key is read once and
+# written once (with a TTL until its TAT) however often it occurs.
 GCRA_SCRIPT = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -38,8 +37,9 @@ if not now then
 end
 local interval = {tonumber(ARGV[2]), tonumber(ARGV[4])}
 local tolerance = {tonumber(ARGV[3]), tonumber(ARGV[5])}
+local claim_ttl = ARGV[6]
 local tats, changed, out = {}, {}, {}
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 4 do
   local keys = {tonumber(ARGV[i]), tonumber(ARGV[i + 1])}
   local scope, wait, reset, new = 0, 0, 0, {}
   for s = 1, 2 do
@@ -73,6 +73,12 @@ for i = 6, #ARGV, 2 do
   out[#out + 1] = scope
   out[#out + 1] = wait
   out[#out + 1] = reset
+  local prior = false
+  local claim = tonumber(ARGV[i + 2])
+  if scope == 0 and claim > 0 then
+    prior = redis.call('SET', KEYS[claim], ARGV[i + 3], 'NX', 'PX', claim_ttl, 'GET')
+  end
+  out[#out + 1] = prior
 end
 for k in pairs(changed) do
   local tat = tats[k]
@@ -121,16 +127,23 @@ class RateLimitStatistics(msgspec.Struct, frozen=True, kw_only=True):
     failed_open: int  # requests let through unchecked because Redis failed
 
 
+class Claim(NamedTuple):
+    """An idempotency key to claim with an in-flight marker, if the request is allowed."""
+
+    key: str
+    marker: bytes
+
+
 class RateLimiter:
     """The Redis side: one EVALSHA of `GCRA_SCRIPT` for a whole batch."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, client_limit: Limit,
-                 card_limit: Limit) -> None:
+    def __init__(self, *, prefix: str, client_limit: Limit, card_limit: Limit,
+                 claim_ttl_ms: int = 60_000) -> None:
         self.limits = (client_limit, card_limit)
+        self.script = LuaScript(GCRA_SCRIPT)
         self._prefix = prefix
-        self._script = client.register_script(GCRA_SCRIPT)
-        self._limit_args = [client_limit.interval_us, client_limit.tolerance_us,
-                            card_limit.interval_us, card_limit.tolerance_us]
+        self._fixed_args = [client_limit.interval_us, client_limit.tolerance_us,
+                            card_limit.interval_us, card_limit.tolerance_us, claim_ttl_ms]
 
     @property
     def enabled(self) -> bool:
@@ -139,15 +152,16 @@ class RateLimiter:
     def key(self, scope: str, value: str) -> str:
         return f"{self._prefix}:rl:{scope}:{value}"
 
-    async def check(self, requests: Sequence[tuple[str, str]], *,
-                    now_us: int | None = None) -> list[int]:
-        """(client id, card id) of every request -> three integers each (see GCRA_SCRIPT).
-        `now_us` replaces Redis's clock (tests only)."""
+    def queue(self, pipe: Pipeline, requests: Sequence[tuple[str, str]],
+              claims: Sequence[Claim | None] = (), *, now_us: int | None = None) -> None:
+        """Queue the script for (client id, card id) of every request and, where given, its
+        claim; its reply holds four values per request (see GCRA_SCRIPT). `now_us` replaces
+        Redis's clock (tests only)."""
         client_on, card_on = self.limits[0].enabled, self.limits[1].enabled
         keys: list[str] = []
         clients: dict[str, int] = {}  # id -> its key's 1-based index in KEYS
         cards: dict[str, int] = {}
-        args: list[int | str] = ["" if now_us is None else now_us, *self._limit_args]
+        args: list[object] = ["" if now_us is None else now_us, *self._fixed_args]
 
         def index_of(ids: dict[str, int], scope: str, value: str) -> int:
             index = ids.get(value)
@@ -156,54 +170,23 @@ class RateLimiter:
                 index = ids[value] = len(keys)
             return index
 
-        for client_id, card_id in requests:
+        for i, (client_id, card_id) in enumerate(requests):
             args.append(index_of(clients, "client", client_id) if client_on else 0)
             args.append(index_of(cards, "card", card_id) if card_on else 0)
-        return list(await self._script(keys=keys, args=args))
+            claim = claims[i] if i < len(claims) else None
+            if claim is None:
+                args += [0, ""]
+            else:
+                keys.append(claim.key)
+                args += [len(keys), claim.marker]
+        self.script.queue(pipe, keys, args)
 
-
-class RateLimitStage:
-    """Pipeline handler: RateLimitCheck in, its Screening (or RateLimited) out."""
-
-    def __init__(self, limiter: RateLimiter, *, retry_after_failure_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._limiter = limiter
-        self._retry_after_failure_s = retry_after_failure_s
-        self._clock = clock
-        self._redis_failed_s = -float("inf")  # when Redis last failed us
-        self._allowed = self._failed_open = 0
-        self._denied = {"client": 0, "card": 0}
-
-    def statistics(self) -> RateLimitStatistics:
-        return RateLimitStatistics(allowed=self._allowed, client_denied=self._denied["client"],
-                                   card_denied=self._denied["card"],
-                                   failed_open=self._failed_open)
-
-    async def __call__(self, batch: list[RateLimitCheck]) -> list[object]:
-        if not self._limiter.enabled:
-            return [check.screening for check in batch]
-        if self._clock() - self._redis_failed_s < self._retry_after_failure_s:
-            self._failed_open += len(batch)
-            return [check.screening for check in batch]
-        try:
-            flat = await self._limiter.check(
-                [(c.screening.request.client_id, c.screening.request.card_id) for c in batch])
-        except RedisError as exc:
-            self._redis_failed_s = self._clock()
-            log.warning("rate limiter unavailable, letting requests through unlimited for "
-                        "%g s: %s", self._retry_after_failure_s, exc)
-            self._failed_open += len(batch)
-            return [check.screening for check in batch]
-        return [self._decide(check, flat[3 * i:3 * i + 3]) for i, check in enumerate(batch)]
-
-    def _decide(self, check: RateLimitCheck, result: list[int]) -> object:
-        scope, first, reset_us = result
-        if scope == 0:
-            self._allowed += 1
-            client_limit = self._limiter.limits[0]
-            if client_limit.enabled:
-                check.quota = Quota(client_limit, first, reset_us)
-            return check.screening
-        name = SCOPES[scope - 1]
-        self._denied[name] += 1
-        return RateLimited(name, Quota(self._limiter.limits[scope - 1], 0, reset_us), first)
+    async def check(self, client: redis.Redis, requests: Sequence[tuple[str, str]],
+                    claims: Sequence[Claim | None] = (), *,
+                    now_us: int | None = None) -> list[object]:
+        """The script alone, in its own round trip (tests and tools)."""
+        [reply] = await run_pipeline(
+            client, lambda pipe: self.queue(pipe, requests, claims, now_us=now_us),
+            [self.script])
+        assert isinstance(reply, list)
+        return reply

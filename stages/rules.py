@@ -15,7 +15,7 @@ from stages.screening import Screening
 def rule_context(item: Screening, rule_set: RuleSet,
                  risk_score: float | None = None) -> RuleContext:
     request, account = item.request, item.account
-    assert account is not None, "the enrich stage runs first"
+    assert account is not None, "the admit stage runs first"
     distance = None
     if None not in (request.lat, request.lon, account.home_lat, account.home_lon):
         distance = distance_km(request.lat, request.lon,  # type: ignore[arg-type]

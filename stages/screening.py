@@ -12,14 +12,14 @@ from rules.engine import RuleSet, Verdict
 
 
 class Screening(msgspec.Struct, kw_only=True):
-    """One payment on its way: idempotency -> enrich -> rules -> scoring -> ledger -> respond."""
+    """One payment on its way: admit -> rules -> scoring -> ledger -> respond."""
 
     request: PaymentRequest
     cache_key: str  # the idempotency key's Redis key, scoped by client
     marker: bytes = b""  # our in-flight marker, when we set one
-    account: AccountState | None = None  # the cardholder's profile (enrich)
-    velocity: dict[Any, object] = {}  # VelocityKey -> value (enrich); None values: unknown
-    history: np.ndarray | None = None  # the card's history summary for the model (enrich)
+    account: AccountState | None = None  # the cardholder's profile (admit)
+    velocity: dict[Any, object] = {}  # VelocityKey -> value (admit); None values: unknown
+    history: np.ndarray | None = None  # the card's history summary for the model (admit)
     rule_set: RuleSet | None = None  # the set the rules stage used (scoring runs its other half)
     verdict: Verdict = msgspec.field(default_factory=Verdict)  # the decision so far
     deadline_s: float = float("inf")  # absolute, on the pipeline's clock (set by the edge)

@@ -95,6 +95,46 @@ return 1
 """
 
 
+class ReadPlan:
+    """What a batch reads: the windows per entity the rules' velocity keys need, and whether
+    the model's card-history summaries are wanted; parses the replies in queue order."""
+
+    def __init__(self, by_entity: dict[str, list[VelocityKey]], history: bool) -> None:
+        self.by_entity = by_entity
+        self.windows = {entity: sorted({vk.window_s for vk in keys})
+                        for entity, keys in by_entity.items()}
+        self.history = history
+
+    @classmethod
+    def of(cls, wanted: Iterable[VelocityKey], *, history: bool) -> ReadPlan:
+        by_entity: dict[str, list[VelocityKey]] = {}
+        for vk in wanted:
+            by_entity.setdefault(vk.entity, []).append(vk)
+        return cls(by_entity, history)
+
+    @property
+    def empty(self) -> bool:
+        return not self.by_entity and not self.history
+
+    def parse(self, replies: Iterator[Any], requests: Sequence[PaymentRequest]
+              ) -> tuple[list[dict[VelocityKey, object]], np.ndarray]:
+        """Features per request and the summaries (no rows without `history`)."""
+        summaries = np.empty((len(requests) if self.history else 0, len(HISTORY_FIELDS)))
+        out = []
+        for i, request in enumerate(requests):
+            features: dict[VelocityKey, object] = {}
+            scale = Decimal(1).scaleb(-exponent(request.currency))
+            for entity, spans in self.windows.items():
+                flat = next(replies)
+                per_window = {span: flat[k * 3:k * 3 + 3] for k, span in enumerate(spans)}
+                for vk in self.by_entity[entity]:
+                    features[vk] = _feature(vk.function, per_window[vk.window_s], scale)
+            out.append(features)
+            if self.history:
+                summaries[i] = parse_summary(next(replies))
+        return out, summaries
+
+
 class VelocityStore:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._client = client
@@ -117,40 +157,23 @@ class VelocityStore:
                    *, history: bool) -> tuple[list[dict[VelocityKey, object]], np.ndarray]:
         """The rules' velocity features and (with `history`) the model's card summaries
         (rows of `model.history.HISTORY_FIELDS`), in one Redis round trip."""
-        by_entity: dict[str, list[VelocityKey]] = {}
-        for vk in wanted:
-            by_entity.setdefault(vk.entity, []).append(vk)
-        summaries = np.empty((len(requests) if history else 0, len(HISTORY_FIELDS)))
-        if not by_entity and not history:
-            return [{} for _ in requests], summaries
-        windows = {entity: sorted({vk.window_s for vk in keys})
-                   for entity, keys in by_entity.items()}
+        plan = ReadPlan.of(wanted, history=history)
+        if plan.empty:
+            return plan.parse(iter(()), requests)
         # Read-only scripts: safe to run twice if Redis lost them.
-        replies: Iterator[Any] = iter(await run_pipeline(
-            self._client, lambda pipe: self._queue_reads(pipe, requests, windows, history),
-            self.scripts))
-        out = []
-        for i, request in enumerate(requests):
-            features: dict[VelocityKey, object] = {}
-            scale = Decimal(1).scaleb(-exponent(request.currency))
-            for entity, spans in windows.items():
-                flat = next(replies)
-                per_window = {span: flat[k * 3:k * 3 + 3] for k, span in enumerate(spans)}
-                for vk in by_entity[entity]:
-                    features[vk] = _feature(vk.function, per_window[vk.window_s], scale)
-            out.append(features)
-            if history:
-                summaries[i] = parse_summary(next(replies))
-        return out, summaries
+        replies = await run_pipeline(
+            self._client, lambda pipe: self.queue_reads(pipe, requests, plan), self.scripts)
+        return plan.parse(iter(replies), requests)
 
-    def _queue_reads(self, pipe: Pipeline, requests: Sequence[PaymentRequest],
-                     windows: dict[str, list[int]], history: bool) -> None:
+    def queue_reads(self, pipe: Pipeline, requests: Sequence[PaymentRequest],
+                    plan: ReadPlan) -> None:
+        """Queue `plan`'s scripts for every request (read-only: safe to run twice)."""
         for request in requests:
             now = event_ms(request.event_time)
-            for entity, spans in windows.items():
+            for entity, spans in plan.windows.items():
                 self._windows.queue(pipe, [self.key(entity, entity_id(request, entity))],
                                     [now, *(s * 1000 for s in spans)])
-            if history:
+            if plan.history:
                 self._history.queue(pipe, [self.key("card", request.card_id)],
                                     [now, request.merchant_category, BURST_WINDOW_MS,
                                      PROFILE_WINDOW_MS, RETENTION_MS, MAX_PROFILE_PAYMENTS])

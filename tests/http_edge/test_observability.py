@@ -27,7 +27,7 @@ async def test_metrics_expose_requests_decisions_and_stages(server, make_account
     text = text.decode()
     assert 'sentinel_decisions_total{decision="approve"}' in text
     assert 'sentinel_http_requests_total{method="POST",route="/v1/transactions",status="200"}' in text
-    for stage in ("idempotency", "ledger", "respond"):
+    for stage in ("admit", "ledger", "respond"):
         assert f'sentinel_stage_queue_depth{{stage="{stage}"}}' in text
         assert f'sentinel_stage_service_ms_bucket{{stage="{stage}",le="+Inf"}}' in text
         assert f'sentinel_stage_batch_size_count{{stage="{stage}"}}' in text

@@ -23,7 +23,7 @@ async def test_screening_is_recorded_replayed_and_visible(server, make_account, 
     assert body["model_version"] == server.app.models.current.version
     assert body["processed_in_ms"] > 0
     timing = headers["Server-Timing"]
-    for stage in ("idempotency", "ledger", "respond", "total"):
+    for stage in ("admit", "ledger", "respond", "total"):
         assert f"{stage};dur=" in timing
     assert "Idempotent-Replayed" not in headers
 

@@ -29,13 +29,13 @@ def test_values_are_typed():
 def test_stage_settings():
     settings = load_settings({"SENTINEL_STAGE_LEDGER_WORKERS": "8",
                               "SENTINEL_STAGE_LEDGER_BATCH_MAX": "64",
-                              "SENTINEL_STAGE_IDEMPOTENCY_BATCH_WAIT_MS": "0.5",
+                              "SENTINEL_STAGE_ADMIT_BATCH_WAIT_MS": "0.5",
                               "SENTINEL_STAGE_RESPOND_QUEUE_MAX": "100",
                               "SENTINEL_STAGE_LEDGER_WAIT_WHEN_IDLE": "true"})
     assert settings.stage("ledger").workers == 8
     assert settings.stage("ledger").batch_max == 64
     assert settings.stage("ledger").queue_max == DEFAULT_STAGES["ledger"].queue_max
-    assert settings.stage("idempotency").batch_wait_ms == 0.5
+    assert settings.stage("admit").batch_wait_ms == 0.5
     assert settings.stage("respond").queue_max == 100
     assert settings.stage("ledger").wait_when_idle and not DEFAULT_STAGES["ledger"].wait_when_idle
 

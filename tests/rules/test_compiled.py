@@ -24,7 +24,7 @@ def test_the_analysts_example_works_as_written() -> None:
     assert rule.fields == {"amount", "country", "account.home_country"}
 
 
-def test_a_rule_declares_what_the_enrich_stage_must_provide() -> None:
+def test_a_rule_declares_what_the_admit_stage_must_provide() -> None:
     rule = compile_rule("count(card, 10m) >= 5 and sum(Account, 1h) > 100 and count(card, 600s) "
                         "< 9 or merchant_id not in list('high_risk') and risk_score > 0.8 or "
                         "distinct_countries(account, 90d) > 2 or amount / avg_amount(card, 30d) "

@@ -118,6 +118,6 @@ async def test_redis_down_fails_open(database, server, make_account, make_transa
             assert status == 200, answer
             assert "RateLimit-Limit" not in headers
             assert await recorded(pool, body["transaction_id"]) == 1
-        assert edge.app.rate_limits.statistics().failed_open == 2
+        assert edge.app.admission.statistics().failed_open == 2
     finally:
         await edge.app.shutdown()

@@ -11,7 +11,7 @@ def test_defaults_limit_a_gateway_loosely_and_a_card_tightly():
     settings = load_settings({})
     assert (settings.rate_limit_client_per_s, settings.rate_limit_client_burst) == (5000, 5000)
     assert (settings.rate_limit_card_per_s, settings.rate_limit_card_burst) == (3, 5)
-    assert next(iter(settings.stages)) == "ratelimit"
+    assert next(iter(settings.stages)) == "admit"
 
 
 def test_variables():
@@ -19,10 +19,10 @@ def test_variables():
                               "SENTINEL_RATE_LIMIT_CLIENT_BURST": "100",
                               "SENTINEL_RATE_LIMIT_CARD_PER_S": "0",
                               "SENTINEL_RATE_LIMIT_CARD_BURST": "0",
-                              "SENTINEL_STAGE_RATELIMIT_WORKERS": "3"})
+                              "SENTINEL_STAGE_ADMIT_WORKERS": "3"})
     assert (settings.rate_limit_client_per_s, settings.rate_limit_client_burst) == (250.5, 100)
     assert settings.rate_limit_card_per_s == 0  # off: a burst of 0 is then fine
-    assert settings.stage("ratelimit").workers == 3
+    assert settings.stage("admit").workers == 3
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -1,0 +1,219 @@
+"""The admission stage: rate limits, idempotency claims and enrichment, one Redis round trip.
+
+Per micro-batch, one Redis pipeline carries the rate-limit script (GCRA per client and per
+card, which also claims the Idempotency-Key of every allowed request: `stages/ratelimit.py`)
+and the reads the live rules and the model need (velocity windows and the card-history
+summaries: `stages/velocity.py`). They were three stages with a round trip each; one round
+trip and no hand-offs between them cost the edge less CPU per payment (BENCHMARKS.md).
+
+The outcome of each request, in this order of precedence:
+- over its client's or card's limit -> `RateLimited` (429); it claimed no key;
+- an unknown account -> `UnknownAccount` (404); it claimed no key either;
+- its key already known -> a replay (`Finish`), `RequestInFlight` (409) or
+  `IdempotencyKeyReused` (422), as the earlier request's record says;
+- otherwise it goes on to the rules with its profile, velocity features and history.
+
+Profiles come from PostgreSQL through a small in-process cache (one query per batch for the
+misses). Redis is only the fast path: when it fails the batch goes on unlimited (counted in
+`statistics().failed_open`), without claims (the ledger's UNIQUE (client, key) decides), with
+velocity unknown (rules that need it do not match) and the history unknown (NaN, imputed by
+the model); for the next `retry_after_failure_s` no batch waits on Redis, so a dead Redis costs
+one timeout a second, not one per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
+
+from ledger.errors import IdempotencyKeyReused, UnknownAccount
+from ledger.records import AccountState
+from ledger.repository import Ledger
+from model.history import HISTORY_FIELDS
+from model.scorer import ModelHolder
+from pipeline import Finish
+from rules.engine import RuleSetHolder
+from stages.idempotency import CachedOutcome, IdempotencyCache
+from stages.ratelimit import (
+    SCOPES,
+    Claim,
+    Quota,
+    RateLimitCheck,
+    RateLimited,
+    RateLimiter,
+    RateLimitStatistics,
+)
+from stages.screening import RequestInFlight, Screening
+from stages.velocity import ReadPlan, VelocityStore
+
+log = logging.getLogger(__name__)
+
+
+class ProfileCache:
+    """Account profiles by id, kept `ttl_s` (profiles change rarely; balances are not here)."""
+
+    def __init__(self, ledger: Ledger, *, ttl_s: float = 60.0, max_entries: int = 100_000) -> None:
+        self._ledger = ledger
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, AccountState]] = {}
+
+    async def get_many(self, account_ids: set[str]) -> dict[str, AccountState]:
+        now = time.monotonic()
+        found: dict[str, AccountState] = {}
+        missing = []
+        for account_id in account_ids:
+            entry = self._entries.get(account_id)
+            if entry is not None and now - entry[0] < self._ttl_s:
+                found[account_id] = entry[1]
+            else:
+                missing.append(account_id)
+        if missing:
+            if len(self._entries) > self._max_entries:
+                self._entries.clear()  # crude but bounded; a miss costs one batched query
+            for state in await self._ledger.get_accounts(missing):
+                self._entries[state.account_id] = (now, state)
+                found[state.account_id] = state
+        return found
+
+
+class AdmitStage:
+    """Pipeline handler: RateLimitCheck in; its Screening, ready for the rules, out (or the
+    request's answer: 429, 404, a replay, 409, 422)."""
+
+    def __init__(self, client: redis.Redis, limiter: RateLimiter, cache: IdempotencyCache,
+                 profiles: ProfileCache, velocity: VelocityStore, rules: RuleSetHolder,
+                 models: ModelHolder | None = None, *, retry_after_failure_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._cache = cache
+        self._profiles = profiles
+        self._velocity = velocity
+        self._rules = rules
+        self._models = models or ModelHolder()
+        self._retry_after_failure_s = retry_after_failure_s
+        self._clock = clock
+        self._redis_failed_s = -float("inf")  # when Redis last failed us
+        self._allowed = self._failed_open = 0
+        self._denied = {"client": 0, "card": 0}
+        self._decode = msgspec.msgpack.Decoder(CachedOutcome).decode
+
+    def statistics(self) -> RateLimitStatistics:
+        return RateLimitStatistics(allowed=self._allowed, client_denied=self._denied["client"],
+                                   card_denied=self._denied["card"],
+                                   failed_open=self._failed_open)
+
+    async def __call__(self, batch: list[RateLimitCheck]) -> list[object]:
+        items = [check.screening for check in batch]
+        profiles = await self._profiles.get_many({s.request.account_id for s in items})
+        for item in items:
+            item.account = profiles.get(item.request.account_id)
+            item.marker = (b"" if item.account is None
+                           else self._cache.new_marker(item.request.fingerprint))
+        known = [s for s in items if s.account is not None]
+        plan = ReadPlan.of(self._rules.current.velocity,
+                           history=self._models.current is not None)
+        if self._clock() - self._redis_failed_s < self._retry_after_failure_s:
+            return self._without_redis(batch, known, plan)
+        try:
+            admitted, reads = await self._ask_redis(items, known, plan)
+        except RedisError as exc:
+            self._redis_failed_s = self._clock()
+            log.warning("Redis unavailable: %d requests go on without rate limits, "
+                        "idempotency claims (the ledger decides) or velocity, and Redis is "
+                        "left alone for %g s: %s", len(batch), self._retry_after_failure_s, exc)
+            return self._without_redis(batch, known, plan)
+        features, summaries = plan.parse(iter(reads), [s.request for s in known])
+        for item, values in zip(known, features, strict=True):
+            item.velocity = values
+        for item, summary in zip(known, summaries, strict=False):
+            item.history = summary
+        return [self._decide(check, admitted[4 * i:4 * i + 4])
+                for i, check in enumerate(batch)]
+
+    async def _ask_redis(self, items: Sequence[Screening], known: Sequence[Screening],
+                         plan: ReadPlan) -> tuple[list[Any], list[Any]]:
+        """One pipeline: the rate-limit script with the claims, then the reads. Returns the
+        script's reply and the reads' replies."""
+        requests = [(s.request.client_id, s.request.card_id) for s in items]
+        claims = [Claim(s.cache_key, s.marker) if s.marker else None for s in items]
+        known_requests = [s.request for s in known]
+
+        def queue_reads(pipe: Pipeline) -> None:
+            if not plan.empty:
+                self._velocity.queue_reads(pipe, known_requests, plan)
+
+        def queue_all(pipe: Pipeline) -> None:
+            self._limiter.queue(pipe, requests, claims)
+            queue_reads(pipe)
+
+        replies = await self._execute(queue_all)
+        if isinstance(replies[0], NoScriptError):
+            # Redis lost its scripts (restart, SCRIPT FLUSH): nothing of the batch ran, so
+            # the whole pipeline runs again once they are loaded.
+            await self._load_scripts()
+            replies = await self._execute(queue_all)
+        reads = replies[1:]
+        if any(isinstance(reply, NoScriptError) for reply in reads):
+            # The admission ran; only the read-only scripts are run again.
+            await self._load_scripts()
+            reads = await self._execute(queue_reads)
+        for reply in (replies[0], *reads):
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies[0]), reads
+
+    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        build(pipe)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _load_scripts(self) -> None:
+        for script in (self._limiter.script, *self._velocity.scripts):
+            await self._client.script_load(script.source)
+
+    def _without_redis(self, batch: Sequence[RateLimitCheck], known: Sequence[Screening],
+                       plan: ReadPlan) -> list[object]:
+        self._failed_open += len(batch)
+        unknown_velocity = dict.fromkeys(vk for keys in plan.by_entity.values() for vk in keys)
+        for item in known:
+            item.marker = b""
+            item.velocity = dict(unknown_velocity)
+            if plan.history:
+                item.history = np.full(len(HISTORY_FIELDS), np.nan)
+        return [check.screening if check.screening.account is not None
+                else UnknownAccount(check.screening.request.account_id) for check in batch]
+
+    def _decide(self, check: RateLimitCheck, result: list[Any]) -> object:
+        scope, first, reset_us, prior = result
+        item = check.screening
+        if scope:
+            item.marker = b""  # nothing was claimed: nothing to release
+            name = SCOPES[scope - 1]
+            self._denied[name] += 1
+            return RateLimited(name, Quota(self._limiter.limits[scope - 1], 0, reset_us), first)
+        self._allowed += 1
+        client_limit = self._limiter.limits[0]
+        if client_limit.enabled:
+            check.quota = Quota(client_limit, first, reset_us)
+        if item.account is None:
+            return UnknownAccount(item.request.account_id)
+        if prior is None:
+            return item  # claimed: ours to screen
+        item.marker = b""
+        earlier = self._decode(prior)
+        if earlier.fingerprint != item.request.fingerprint:
+            return IdempotencyKeyReused()
+        if earlier.record is None:
+            return RequestInFlight()
+        return Finish(msgspec.structs.replace(earlier.record, replayed=True))
