@@ -8,23 +8,21 @@ trip and no hand-offs between them cost the edge less CPU per payment (BENCHMARK
 
 The outcome of each request, in this order of precedence:
 - over its client's or card's limit -> `RateLimited` (429); it claimed no key;
-- an unknown account -> `UnknownAccount` (404); the edge releases the key it claimed;
+- an unknown account -> `UnknownAccount` (404); it claimed no key either;
 - its key already known -> a replay (`Finish`), `RequestInFlight` (409) or
   `IdempotencyKeyReused` (422), as the earlier request's record says;
 - otherwise it goes on to the rules with its profile, velocity features and history.
 
-Profiles come from PostgreSQL through a small in-process cache; the query for a batch's misses
-runs while the Redis pipeline is out, so it adds no latency of its own. Redis is only the fast
-path: when it fails the batch goes on unlimited (counted in `statistics().failed_open`),
-without claims (the ledger's UNIQUE (client, key) decides), with velocity unknown (rules that
-need it do not match) and the history unknown (NaN, imputed by the model); for the next
-`retry_after_failure_s` no batch waits on Redis, so a dead Redis costs one timeout a second,
-not one per batch.
+Profiles come from PostgreSQL through a small in-process cache (one query per batch for the
+misses). Redis is only the fast path: when it fails the batch goes on unlimited (counted in
+`statistics().failed_open`), without claims (the ledger's UNIQUE (client, key) decides), with
+velocity unknown (rules that need it do not match) and the history unknown (NaN, imputed by
+the model); for the next `retry_after_failure_s` no batch waits on Redis, so a dead Redis costs
+one timeout a second, not one per batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -68,8 +66,7 @@ class ProfileCache:
         self._max_entries = max_entries
         self._entries: dict[str, tuple[float, AccountState]] = {}
 
-    def cached(self, account_ids: set[str]) -> tuple[dict[str, AccountState], list[str]]:
-        """The profiles held and fresh, and the ids to fetch."""
+    async def get_many(self, account_ids: set[str]) -> dict[str, AccountState]:
         now = time.monotonic()
         found: dict[str, AccountState] = {}
         missing = []
@@ -79,23 +76,12 @@ class ProfileCache:
                 found[account_id] = entry[1]
             else:
                 missing.append(account_id)
-        return found, missing
-
-    async def fetch(self, account_ids: Sequence[str]) -> dict[str, AccountState]:
-        """One query for `account_ids`; the ones found are cached (unknown ids are not)."""
-        now = time.monotonic()
-        if len(self._entries) > self._max_entries:
-            self._entries.clear()  # crude but bounded; a miss costs one batched query
-        found = {}
-        for state in await self._ledger.get_accounts(account_ids):
-            self._entries[state.account_id] = (now, state)
-            found[state.account_id] = state
-        return found
-
-    async def get_many(self, account_ids: set[str]) -> dict[str, AccountState]:
-        found, missing = self.cached(account_ids)
         if missing:
-            found.update(await self.fetch(missing))
+            if len(self._entries) > self._max_entries:
+                self._entries.clear()  # crude but bounded; a miss costs one batched query
+            for state in await self._ledger.get_accounts(missing):
+                self._entries[state.account_id] = (now, state)
+                found[state.account_id] = state
         return found
 
 
@@ -128,66 +114,43 @@ class AdmitStage:
 
     async def __call__(self, batch: list[RateLimitCheck]) -> list[object]:
         items = [check.screening for check in batch]
-        profiles, missing = self._profiles.cached({s.request.account_id for s in items})
+        profiles = await self._profiles.get_many({s.request.account_id for s in items})
+        for item in items:
+            item.account = profiles.get(item.request.account_id)
+            item.marker = (b"" if item.account is None
+                           else self._cache.new_marker(item.request.fingerprint))
+        known = [s for s in items if s.account is not None]
         plan = ReadPlan.of(self._rules.current.velocity,
                            history=self._models.current is not None)
         if self._clock() - self._redis_failed_s < self._retry_after_failure_s:
-            if missing:
-                profiles.update(await self._profiles.fetch(missing))
-            return self._without_redis(batch, profiles, plan)
-        for item in items:
-            item.marker = self._cache.new_marker(item.request.fingerprint)
-        answer = await self._redis_and_profiles(items, plan, profiles, missing)
-        if isinstance(answer, RedisError):
+            return self._without_redis(batch, known, plan)
+        try:
+            admitted, reads = await self._ask_redis(items, known, plan)
+        except RedisError as exc:
             self._redis_failed_s = self._clock()
             log.warning("Redis unavailable: %d requests go on without rate limits, "
                         "idempotency claims (the ledger decides) or velocity, and Redis is "
-                        "left alone for %g s: %s", len(batch), self._retry_after_failure_s,
-                        answer)
-            return self._without_redis(batch, profiles, plan)
-        if isinstance(answer, BaseException):
-            raise answer
-        admitted, reads = answer
-        features, summaries = plan.parse(iter(reads), [s.request for s in items])
-        for item, values in zip(items, features, strict=True):
+                        "left alone for %g s: %s", len(batch), self._retry_after_failure_s, exc)
+            return self._without_redis(batch, known, plan)
+        features, summaries = plan.parse(iter(reads), [s.request for s in known])
+        for item, values in zip(known, features, strict=True):
             item.velocity = values
-        for item, summary in zip(items, summaries, strict=False):
+        for item, summary in zip(known, summaries, strict=False):
             item.history = summary
-        for item in items:
-            item.account = profiles.get(item.request.account_id)
         return [self._decide(check, admitted[4 * i:4 * i + 4])
                 for i, check in enumerate(batch)]
 
-    async def _redis_and_profiles(
-            self, items: Sequence[Screening], plan: ReadPlan, profiles: dict[str, AccountState],
-            missing: list[str]) -> tuple[list[Any], list[Any]] | BaseException:
-        """The Redis round trip, overlapped with the query for the missing profiles (added to
-        `profiles`); a failed profile query raises, a failed Redis round trip is returned."""
-        asked = self._ask_redis(items, plan)
-        if not missing:
-            try:
-                return await asked
-            except RedisError as exc:
-                return exc
-        fetched, answer = await asyncio.gather(self._profiles.fetch(missing), asked,
-                                               return_exceptions=True)
-        if isinstance(fetched, BaseException):
-            raise fetched  # the edge releases the claims of the failed batch
-        profiles.update(fetched)
-        result: tuple[list[Any], list[Any]] | BaseException = answer
-        return result
-
-    async def _ask_redis(self, items: Sequence[Screening],
+    async def _ask_redis(self, items: Sequence[Screening], known: Sequence[Screening],
                          plan: ReadPlan) -> tuple[list[Any], list[Any]]:
         """One pipeline: the rate-limit script with the claims, then the reads. Returns the
         script's reply and the reads' replies."""
         requests = [(s.request.client_id, s.request.card_id) for s in items]
-        claims = [Claim(s.cache_key, s.marker) for s in items]
-        read_requests = [s.request for s in items]
+        claims = [Claim(s.cache_key, s.marker) if s.marker else None for s in items]
+        known_requests = [s.request for s in known]
 
         def queue_reads(pipe: Pipeline) -> None:
             if not plan.empty:
-                self._velocity.queue_reads(pipe, read_requests, plan)
+                self._velocity.queue_reads(pipe, known_requests, plan)
 
         def queue_all(pipe: Pipeline) -> None:
             self._limiter.queue(pipe, requests, claims)
@@ -219,23 +182,17 @@ class AdmitStage:
         for script in (self._limiter.script, *self._velocity.scripts):
             await self._client.script_load(script.source)
 
-    def _without_redis(self, batch: Sequence[RateLimitCheck],
-                       profiles: dict[str, AccountState], plan: ReadPlan) -> list[object]:
+    def _without_redis(self, batch: Sequence[RateLimitCheck], known: Sequence[Screening],
+                       plan: ReadPlan) -> list[object]:
         self._failed_open += len(batch)
         unknown_velocity = dict.fromkeys(vk for keys in plan.by_entity.values() for vk in keys)
-        out: list[object] = []
-        for check in batch:
-            item = check.screening
+        for item in known:
             item.marker = b""
-            item.account = profiles.get(item.request.account_id)
-            if item.account is None:
-                out.append(UnknownAccount(item.request.account_id))
-                continue
             item.velocity = dict(unknown_velocity)
             if plan.history:
                 item.history = np.full(len(HISTORY_FIELDS), np.nan)
-            out.append(item)
-        return out
+        return [check.screening if check.screening.account is not None
+                else UnknownAccount(check.screening.request.account_id) for check in batch]
 
     def _decide(self, check: RateLimitCheck, result: list[Any]) -> object:
         scope, first, reset_us, prior = result
@@ -249,12 +206,11 @@ class AdmitStage:
         client_limit = self._limiter.limits[0]
         if client_limit.enabled:
             check.quota = Quota(client_limit, first, reset_us)
-        if prior is not None:
-            item.marker = b""  # the key was not ours to claim, nor to release
         if item.account is None:
-            return UnknownAccount(item.request.account_id)  # the edge releases our claim
+            return UnknownAccount(item.request.account_id)
         if prior is None:
             return item  # claimed: ours to screen
+        item.marker = b""
         earlier = self._decode(prior)
         if earlier.fingerprint != item.request.fingerprint:
             return IdempotencyKeyReused()
