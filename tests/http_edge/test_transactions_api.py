@@ -76,12 +76,18 @@ async def test_insufficient_funds_declines_and_posts_nothing(server, make_accoun
 
 
 async def test_unknown_account_and_currency_mismatch(server, make_account, make_transaction):
+    refused_key = unique("k")
     status, body, _ = await server.call(
         "POST", "/v1/transactions", json=make_transaction("no-such-account"),
-        headers={"Idempotency-Key": unique("k")})
+        headers={"Idempotency-Key": refused_key})
     assert (status, body["code"]) == (404, "account_not_found")
 
     account = await make_account(deposit="50.00")
+    # The 404's key was released: it is free for a corrected request (not 409, not 422).
+    status, body, _ = await server.call(
+        "POST", "/v1/transactions", json=make_transaction(account),
+        headers={"Idempotency-Key": refused_key})
+    assert status == 200 and body["decision"] == "approve"
     key = unique("k")
     status, body, _ = await server.call(
         "POST", "/v1/transactions", json=make_transaction(account, currency="USD"),
