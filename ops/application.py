@@ -9,6 +9,7 @@ pipeline, then closes the pools.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -53,6 +54,15 @@ log = logging.getLogger(__name__)
 
 # After the listeners close, how long connections already accepted have to send a request.
 INTAKE_GRACE_S = 0.1
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up built (libraries, the model, the rule set: ~210k objects) out of the
+    cyclic garbage collector's sight. A full collection over them paused the event loop for
+    ~95 ms, a stall every request in flight would wait for; after `gc.freeze()` a full
+    collection scans only what serving allocated since (~0 ms right after start)."""
+    gc.collect()
+    gc.freeze()
 
 
 def open_redis(url: str) -> redis.Redis:
@@ -199,6 +209,7 @@ class Application:
         self.install_signal_handlers()
         try:
             await self.startup()
+            freeze_startup_heap()
             assert self.port is not None
             log.info("SentinelStream ready on http://%s:%d", self.settings.http_host, self.port)
             if self.supervision is None:
