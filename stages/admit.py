@@ -7,10 +7,12 @@ summaries: `stages/velocity.py`). They were three stages with a round trip each;
 trip and no hand-offs between them cost the edge less CPU per payment (BENCHMARKS.md).
 
 The outcome of each request, in this order of precedence:
+- its Idempotency-Key already known -> answered from it below, consuming no rate limit (a
+  client retrying an answered payment gets its answer, never a 429);
 - over its client's or card's limit -> `RateLimited` (429); it claimed no key;
 - an unknown account -> `UnknownAccount` (404); it claimed no key either;
-- its key already known -> a replay (`Finish`), `RequestInFlight` (409) or
-  `IdempotencyKeyReused` (422), as the earlier request's record says;
+- a known key -> a replay (`Finish`), `RequestInFlight` (409) or `IdempotencyKeyReused`
+  (422), as the earlier request's record says;
 - otherwise it goes on to the rules with its profile, velocity features and history.
 
 Profiles come from PostgreSQL through a small in-process cache (one query per batch for the
@@ -103,14 +105,14 @@ class AdmitStage:
         self._retry_after_failure_s = retry_after_failure_s
         self._clock = clock
         self._redis_failed_s = -float("inf")  # when Redis last failed us
-        self._allowed = self._failed_open = 0
+        self._allowed = self._failed_open = self._known_key = 0
         self._denied = {"client": 0, "card": 0}
         self._decode = msgspec.msgpack.Decoder(CachedOutcome).decode
 
     def statistics(self) -> RateLimitStatistics:
         return RateLimitStatistics(allowed=self._allowed, client_denied=self._denied["client"],
                                    card_denied=self._denied["card"],
-                                   failed_open=self._failed_open)
+                                   failed_open=self._failed_open, known_key=self._known_key)
 
     async def __call__(self, batch: list[RateLimitCheck]) -> list[object]:
         items = [check.screening for check in batch]
@@ -202,15 +204,18 @@ class AdmitStage:
             name = SCOPES[scope - 1]
             self._denied[name] += 1
             return RateLimited(name, Quota(self._limiter.limits[scope - 1], 0, reset_us), first)
-        self._allowed += 1
         client_limit = self._limiter.limits[0]
         if client_limit.enabled:
             check.quota = Quota(client_limit, first, reset_us)
+        if prior is None:
+            self._allowed += 1
+        else:
+            self._known_key += 1
+            item.marker = b""  # the key was not ours to claim, nor to release
         if item.account is None:
             return UnknownAccount(item.request.account_id)
         if prior is None:
             return item  # claimed: ours to screen
-        item.marker = b""
         earlier = self._decode(prior)
         if earlier.fingerprint != item.request.fingerprint:
             return IdempotencyKeyReused()

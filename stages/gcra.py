@@ -99,6 +99,13 @@ def admit(tats: dict[str, int], now_us: int, client: Keyed | None,
     return Decision(None, first.remaining, 0, first.reset_us)
 
 
+def standing(tat_us: int | None, now_us: int, limit: Limit) -> tuple[int, int]:
+    """(remaining, reset in µs) of a key as it stands, consuming nothing: what a request
+    answered from its Idempotency-Key reports."""
+    left = max(0, tat_us - now_us) if tat_us is not None else 0
+    return (limit.tolerance_us - left) // limit.interval_us, left
+
+
 def whole_seconds(duration_us: int) -> int:
     """A duration as the whole seconds an HTTP header carries: rounded up, at least 1."""
     return max(1, -(-duration_us // US_PER_S))

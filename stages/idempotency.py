@@ -1,8 +1,9 @@
 """Idempotency in Redis: claim keys with in-flight markers, remember outcomes, release.
 
-The admission stage claims the keys of a batch (`SET key marker NX PX ttl GET`, inside the
-rate-limit script: `stages/admit.py`); an absent key is claimed with an in-flight marker, an
-in-flight marker means 409, a finished record is replayed, another fingerprint is 422. The
+The admission stage claims the keys of a batch inside the rate-limit script
+(`stages/admit.py`): an absent key is claimed with an in-flight marker if the request is
+allowed; a known key answers the request without a limit: an in-flight marker means 409, a
+finished record is replayed, another fingerprint is 422. The
 respond stage remembers outcomes. Redis is only the fast path: when it is down every item goes
 on and the ledger's UNIQUE (client, key) decides.
 """

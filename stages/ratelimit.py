@@ -24,11 +24,14 @@ from stages.screening import Screening
 # ARGV: now in µs ('' = Redis TIME), the client limit's interval and tolerance in µs, the card
 # limit's, the claim's TTL in ms, then per request the KEYS index of its client key and of its
 # card key (0: that limit is off), the KEYS index of its idempotency key (0: no claim) and its
-# in-flight marker. Returns four values per request: 0, then the client limit's remaining and
-# reset (µs) when allowed; 1 (client) or 2 (card), then that limit's retry-after and reset
-# (µs) when denied; then what `SET key marker NX PX ttl GET` found under its idempotency key
-# (nil: claimed now, or no claim asked, or denied). Each rate-limit key is read once and
-# written once (with a TTL until its TAT) however often it occurs.
+# in-flight marker. A request whose idempotency key already holds a value is answered from it
+# (replay, 409 or 422) and consumes nothing; otherwise it is decided by the limits, and claims
+# its key (the marker, with the TTL) only when allowed. Returns four values per request: 0,
+# then the client limit's remaining and reset (µs) when allowed or answered from its key (-1
+# and 0 with no client limit); 1 (client) or 2 (card), then that limit's retry-after and reset
+# (µs) when denied; then what its idempotency key held (nil: none, or no claim asked). Each
+# rate-limit key is read once and written once (with a TTL until its TAT) however often it
+# occurs.
 GCRA_SCRIPT = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -39,45 +42,61 @@ local interval = {tonumber(ARGV[2]), tonumber(ARGV[4])}
 local tolerance = {tonumber(ARGV[3]), tonumber(ARGV[5])}
 local claim_ttl = ARGV[6]
 local tats, changed, out = {}, {}, {}
+local function tat_of(k)
+  local tat = tats[k]
+  if not tat then
+    tat = tonumber(redis.call('GET', KEYS[k])) or now
+    tats[k] = tat
+  end
+  return tat
+end
 for i = 7, #ARGV, 4 do
   local keys = {tonumber(ARGV[i]), tonumber(ARGV[i + 1])}
+  local claim = tonumber(ARGV[i + 2])
+  local prior = false
+  if claim > 0 then prior = redis.call('GET', KEYS[claim]) end
   local scope, wait, reset, new = 0, 0, 0, {}
-  for s = 1, 2 do
-    local k = keys[s]
-    if k > 0 then
-      local tat = tats[k]
-      if not tat then
-        tat = tonumber(redis.call('GET', KEYS[k])) or now
-        tats[k] = tat
-      end
-      if tat < now then tat = now end
-      new[s] = tat + interval[s]
-      local over = new[s] - tolerance[s] - now
-      if over > wait then scope, wait, reset = s, over, tat - now end
-    end
-  end
-  if scope == 0 then
-    local remaining, left = -1, 0
-    for s = 1, 2 do
-      if keys[s] > 0 then
-        tats[keys[s]] = new[s]
-        changed[keys[s]] = true
-      end
-    end
+  if prior then
+    -- A known key answers the request (replay, 409 or 422) and consumes nothing: report
+    -- the client limit as it stands.
+    wait = -1
     if keys[1] > 0 then
-      left = new[1] - now
-      remaining = math.floor((tolerance[1] - left) / interval[1])
+      local tat = tat_of(keys[1])
+      if tat > now then reset = tat - now end
+      wait = math.floor((tolerance[1] - reset) / interval[1])
     end
-    scope, wait, reset = 0, remaining, left
+  else
+    for s = 1, 2 do
+      local k = keys[s]
+      if k > 0 then
+        local tat = tat_of(k)
+        if tat < now then tat = now end
+        new[s] = tat + interval[s]
+        local over = new[s] - tolerance[s] - now
+        if over > wait then scope, wait, reset = s, over, tat - now end
+      end
+    end
+    if scope == 0 then
+      local remaining, left = -1, 0
+      for s = 1, 2 do
+        if keys[s] > 0 then
+          tats[keys[s]] = new[s]
+          changed[keys[s]] = true
+        end
+      end
+      if keys[1] > 0 then
+        left = new[1] - now
+        remaining = math.floor((tolerance[1] - left) / interval[1])
+      end
+      scope, wait, reset = 0, remaining, left
+      if claim > 0 then
+        redis.call('SET', KEYS[claim], ARGV[i + 3], 'PX', claim_ttl)
+      end
+    end
   end
   out[#out + 1] = scope
   out[#out + 1] = wait
   out[#out + 1] = reset
-  local prior = false
-  local claim = tonumber(ARGV[i + 2])
-  if scope == 0 and claim > 0 then
-    prior = redis.call('SET', KEYS[claim], ARGV[i + 3], 'NX', 'PX', claim_ttl, 'GET')
-  end
   out[#out + 1] = prior
 end
 for k in pairs(changed) do
@@ -125,6 +144,7 @@ class RateLimitStatistics(msgspec.Struct, frozen=True, kw_only=True):
     client_denied: int
     card_denied: int
     failed_open: int  # requests let through unchecked because Redis failed
+    known_key: int  # answered from their Idempotency-Key (replay, 409, 422), consuming nothing
 
 
 class Claim(NamedTuple):

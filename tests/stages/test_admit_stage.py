@@ -19,7 +19,7 @@ from ops.application import open_redis
 from pipeline import Finish
 from rules import VelocityKey
 from stages.admit import AdmitStage, ProfileCache
-from stages.gcra import Limit, admit
+from stages.gcra import Limit, admit, standing
 from stages.idempotency import IdempotencyCache
 from stages.ratelimit import Claim, RateLimitCheck, RateLimited, RateLimiter
 from stages.respond import RespondStage
@@ -162,6 +162,24 @@ async def test_client_denial_does_not_charge_the_card_nor_claim(world):
     assert [await world.redis.get(c.key) for c in claims] == [b"m", b"m", None]
 
 
+async def test_a_known_key_is_answered_from_it_and_consumes_nothing(world):
+    client = Limit(per_s=1, burst=3)
+    limiter = world.limiter(client=client, card=Limit(per_s=1, burst=1))
+    key = Claim(f"{world.prefix}:claim:{unique('k')}", b"marker")
+    other = Claim(f"{world.prefix}:claim:{unique('k')}", b"other")
+    got = quads(await limiter.check(world.redis, [("gw", "card")] * 3, [key, key, other],
+                                    now_us=T0))
+    # The first claims its key and takes the card's only cell; the twin finds the key and
+    # is answered from it without touching a limit; the third, a new key, is refused by the
+    # card's limit, which the twin did not use up.
+    assert got[0] == (0, 2, S, None)
+    tat = int(await world.redis.get(limiter.key("client", "gw")))
+    assert got[1] == (0, *standing(tat, T0, client), b"marker")
+    assert got[1][1:3] == (2, S)
+    assert got[2][0] == 2 and got[2][3] is None
+    assert await world.redis.get(other.key) is None
+
+
 async def test_keys_live_under_the_prefix_until_their_tat(world, settings):
     stage = world.stage(client=Limit(per_s=2, burst=4), card=Limit(per_s=1, burst=1))
     await stage([world.check("gw", "c1")])
@@ -236,6 +254,23 @@ async def test_claim_then_conflict_then_replay(world):
     assert isinstance(replay, Finish)
     assert replay.value.replayed is True
     assert replay.value.transaction_id == first.screening.request.transaction_id
+
+
+async def test_a_replay_over_the_card_limit_is_answered_not_refused(world):
+    stage, respond = world.stage(card=Limit(per_s=0.5, burst=1)), RespondStage(world.cache)
+    key = unique("k")
+    first = world.check(key=key)
+    assert await stage([first]) == [first.screening]
+    first.screening.record = record(first.screening.request.transaction_id)
+    await respond([first.screening])
+    # The card's one cell is taken: a new payment is refused, the retry of the answered one
+    # gets its answer.
+    refused, retry = world.check(), world.check(key=key)
+    outcomes = await stage([refused, retry])
+    assert isinstance(outcomes[0], RateLimited) and outcomes[0].code == "card_rate_limited"
+    assert isinstance(outcomes[1], Finish) and outcomes[1].value.replayed is True
+    stats = stage.statistics()
+    assert (stats.allowed, stats.card_denied, stats.known_key) == (1, 1, 1)
 
 
 async def test_same_key_twice_in_one_batch(world):

@@ -83,8 +83,8 @@ async def test_over_the_client_limit_429_then_the_same_key_succeeds(
 async def test_over_the_card_limit_429_without_charging_the_client(
         limited, make_account, make_transaction, pool):
     sub, account, card = unique("gw"), await make_account(deposit="100.00"), unique("card")
-    status, _, first = await pay(limited, make_transaction(account, card_id=card), unique("k"),
-                                 sub)
+    first_body, first_key = make_transaction(account, card_id=card), unique("k")
+    status, _, first = await pay(limited, first_body, first_key, sub)
     assert status == 200 and first["RateLimit-Remaining"] == "2"
     body = make_transaction(account, card_id=card)
     status, problem, headers = await pay(limited, body, unique("k"), sub)
@@ -92,6 +92,9 @@ async def test_over_the_card_limit_429_without_charging_the_client(
     assert problem["code"] == "card_rate_limited"
     assert headers["RateLimit-Policy"] == "1;w=2;burst=1"  # the card's limit, which denied it
     assert await recorded(pool, body["transaction_id"]) == 0
+    # The card is over its limit, but the retry of the answered payment gets its answer.
+    status, _, again = await pay(limited, first_body, first_key, sub)
+    assert status == 200 and again["Idempotent-Replayed"] == "true"
     status, _, other = await pay(limited, make_transaction(account, card_id=unique("card")),
                                  unique("k"), sub)
     assert status == 200
