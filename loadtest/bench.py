@@ -50,7 +50,7 @@ from loadtest.servers import (
     services_cpu_s,
     wait_listeners_settled,
 )
-from loadtest.workload import MIN_MERCHANTS, build_world
+from loadtest.workload import MIN_MERCHANTS, SimulatedClock, build_world
 from ops.settings import load_settings
 
 READY_TIMEOUT_S = 180.0
@@ -162,7 +162,9 @@ def _run(args: argparse.Namespace, document: BenchDocument, log_dir: Path) -> No
     run_id = uuid.uuid4().hex[:8]
     world = build_world(f"lb{run_id}", args.accounts, args.merchants, args.seed)
     headers = {"Authorization": f"Bearer {_token(args)}", "Content-Type": "application/json"}
-    config = SenderConfig(world, args.connections, args.timeout_s, args.seed)
+    clock = (SimulatedClock.starting(args.history_days, args.time_speedup)
+             if args.time_speedup > 0 else None)
+    config = SenderConfig(world, args.connections, args.timeout_s, args.seed, clock)
     with contextlib.ExitStack() as stack:
         edge: ServerGroup | None = None
         url, processes = args.url, 1
@@ -231,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
     add("--accounts", type=int, default=1000)
     add("--merchants", type=int, default=500)
     add("--seed", type=int, default=1)
+    add("--time-speedup", type=float, default=10_000.0,
+        help="event time runs this many times faster than the wall clock, so each card's "
+             "payments are hours apart as in real life, not seconds (0: real time)")
+    add("--history-days", type=float, default=28.0,
+        help="with --time-speedup: the event clock starts this many days ago")
     add("--url", help="bench a running server instead of starting one (base URL)")
     add("--token", help="bearer token for --url (default: minted from SENTINEL_JWT_SECRET)")
     add("--edge-processes", type=int,
@@ -250,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.processes < 1 or args.seconds <= 0 or args.warmup_seconds < 0:
         parser().error("--processes must be >= 1, --seconds > 0, --warmup-seconds >= 0")
+    if args.time_speedup < 0 or args.history_days < 0:
+        parser().error("--time-speedup and --history-days must be >= 0")
     if args.accounts < 1 or args.merchants < MIN_MERCHANTS:
         parser().error(f"--accounts must be >= 1 and --merchants >= {MIN_MERCHANTS}")
     signal.signal(signal.SIGTERM, _interrupt)

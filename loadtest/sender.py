@@ -26,7 +26,7 @@ import msgspec
 import uvloop
 
 from loadtest.results import Samples
-from loadtest.workload import EverydayPayments, World
+from loadtest.workload import EverydayPayments, SimulatedClock, World
 
 PAYMENTS_PATH = "/v1/transactions"
 
@@ -36,6 +36,7 @@ class SenderConfig(NamedTuple):
     connections: int  # the aiohttp connector's limit, per process
     timeout_s: float
     seed: int
+    clock: SimulatedClock | None = None  # event times (None: the wall clock)
 
 
 class OpenJob(NamedTuple):
@@ -113,7 +114,8 @@ class Sender:
     def __init__(self, session: aiohttp.ClientSession, config: SenderConfig,
                  process: int) -> None:
         self._session = session
-        self._payments = EverydayPayments(config.world, seed=config.seed * 1000 + process)
+        self._payments = EverydayPayments(config.world, seed=config.seed * 1000 + process,
+                                          clock=config.clock)
         self._encode = msgspec.json.Encoder().encode
 
     async def post(self, url: str, headers: dict[str, str], transaction_id: str,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from model.generate import CATEGORIES, CURRENCY, EXPONENT, FX_PER_EUR
+from model.generate import CATEGORIES, CURRENCY, EXPONENT, FX_PER_EUR, HOUR_PROFILE
 from model.generate_places import COUNTRIES
 
 ONLINE_CATEGORIES = ("shopping_net", "misc_net")
@@ -22,6 +24,10 @@ ABROAD_SHARE = 0.05  # of everyday payments: a legitimate trip
 MERCHANT_RADIUS_DEG = 0.15  # ~15 km around a city
 USUAL_EUR = 30.0  # an average account's typical payment
 MIN_MERCHANTS = len(COUNTRIES)  # one shop in every country at least
+HABITUAL_SHOPS = 6  # an account's regular shops in its home city (fewer where there are fewer)
+HABITUAL_SHARE = 0.75  # of payments at home: at one of them, as in `model.generate`
+_HOURS = list(range(24))
+_HOUR_WEIGHTS = [float(w) for w in HOUR_PROFILE]
 
 
 class Account(NamedTuple):
@@ -33,6 +39,7 @@ class Account(NamedTuple):
     utc_offset_min: int  # standard time of the home city
     cards: tuple[str, ...]
     usual_major: float  # a typical payment, in the account's currency
+    habitual: tuple[Merchant, ...] = ()  # its regular shops near home
 
 
 class Merchant(NamedTuple):
@@ -62,25 +69,32 @@ def build_world(prefix: str, accounts: int, merchants: int, seed: int = 1) -> Wo
     if accounts < 1 or merchants < MIN_MERCHANTS:
         raise ValueError(f"a world needs an account and at least {MIN_MERCHANTS} merchants")
     rng = random.Random(seed)
-    people = [_account(rng, prefix, n) for n in range(accounts)]
-    shops = [_merchant(rng, n) for n in range(merchants)]
+    placed = [_merchant(rng, n) for n in range(merchants)]
+    shops = [shop for shop, _ in placed]
     by_country: dict[str, list[Merchant]] = {}
-    for shop in shops:
+    by_city: dict[tuple[float, float], list[Merchant]] = {}
+    for shop, city in placed:
         by_country.setdefault(shop.country, []).append(shop)
+        by_city.setdefault(city, []).append(shop)
+    people = [_account(rng, prefix, n, by_city) for n in range(accounts)]
     return World(people, shops, by_country)
 
 
-def _account(rng: random.Random, prefix: str, n: int) -> Account:
+def _account(rng: random.Random, prefix: str, n: int,
+             by_city: dict[tuple[float, float], list[Merchant]]) -> Account:
     country = rng.choices(HOME_COUNTRIES, _HOME_WEIGHTS)[0]
     lat, lon, offset_min = rng.choice(country.cities)
     currency = CURRENCY[country.code]
     cards = tuple(f"{prefix}-c{n}-{k}" for k in range(1 + (rng.random() < 0.3)))
     usual = USUAL_EUR * rng.lognormvariate(0.0, 0.35) * FX_PER_EUR[currency]
+    near = by_city.get((lat, lon), [])
+    habitual = tuple(rng.sample(near, min(HABITUAL_SHOPS, len(near))))
     return Account(f"{prefix}-a{n}", currency, country.code, round(lat, 4), round(lon, 4),
-                   offset_min, cards, usual)
+                   offset_min, cards, usual, habitual)
 
 
-def _merchant(rng: random.Random, n: int) -> Merchant:
+def _merchant(rng: random.Random, n: int) -> tuple[Merchant, tuple[float, float]]:
+    """A shop and the city it is in."""
     # Every country gets some shops (the fraud patterns pay abroad), home countries most.
     country = COUNTRIES[n % len(COUNTRIES)] if n < len(COUNTRIES) else rng.choices(
         HOME_COUNTRIES, _HOME_WEIGHTS)[0]
@@ -88,7 +102,7 @@ def _merchant(rng: random.Random, n: int) -> Merchant:
     category = rng.choices(_CATEGORY_NAMES, _CATEGORY_WEIGHTS)[0]
     return Merchant(f"m-{n}", category, country.code,
                     round(lat + rng.uniform(-1, 1) * MERCHANT_RADIUS_DEG, 4),
-                    round(lon + rng.uniform(-1, 1) * MERCHANT_RADIUS_DEG, 4))
+                    round(lon + rng.uniform(-1, 1) * MERCHANT_RADIUS_DEG, 4)), (lat, lon)
 
 
 def format_amount(major: float, currency: str) -> str:
@@ -134,15 +148,41 @@ def local_time(account: Account, utc: datetime) -> datetime:
     return utc.astimezone(timezone(timedelta(minutes=account.utc_offset_min)))
 
 
+class SimulatedClock(NamedTuple):
+    """Event time running `speedup` times faster than the wall clock from `origin`.
+
+    A load test sends each card's payments seconds apart (accounts / rate): for the risk
+    model and the velocity rules, a card-testing burst. On this clock the same gaps are hours,
+    as for real cardholders, and the days go by.
+    """
+
+    origin: datetime  # the event time at wall time `wall_origin_s`
+    wall_origin_s: float  # time.time() when the clock started (shared by processes)
+    speedup: float
+
+    @classmethod
+    def starting(cls, days_ago: float, speedup: float) -> SimulatedClock:
+        return cls(datetime.now(UTC) - timedelta(days=days_ago), time.time(), speedup)
+
+    def now(self) -> datetime:
+        return self.origin + timedelta(
+            seconds=(time.time() - self.wall_origin_s) * self.speedup)
+
+
 class EverydayPayments:
     """Legitimate payments: request k comes from account k mod A, so every account and card
-    pays at the same steady pace (rate / accounts), at a shop at home (or, now and then,
-    abroad), an amount typical of the shop's category, now."""
+    pays at the same steady pace (rate / accounts), mostly at one of its regular shops near
+    home, else at another shop at home or, now and then, abroad, an amount typical of the
+    shop's category. Without a clock the payment is made now; with one (`SimulatedClock`),
+    on the clock's day at an hour drawn from `model.generate`'s day profile (few at night)."""
 
-    def __init__(self, world: World, seed: int) -> None:
+    def __init__(self, world: World, seed: int, clock: SimulatedClock | None = None) -> None:
         self._world = world
         self._rng = random.Random(seed)
         self._abroad = [c for c in world.by_country if world.by_country[c]]
+        self._clock: Callable[[], datetime] = (clock.now if clock is not None
+                                                else lambda: datetime.now(UTC))
+        self._day_profile = clock is not None
 
     def body(self, transaction_id: str, k: int) -> dict[str, Any]:
         rng = self._rng
@@ -152,8 +192,13 @@ class EverydayPayments:
         country = account.country
         if rng.random() < ABROAD_SHARE:
             country = rng.choice(self._abroad)
-        shops = self._world.by_country.get(country) or self._world.merchants
-        merchant = rng.choice(shops)
+        if country == account.country and account.habitual and rng.random() < HABITUAL_SHARE:
+            merchant = rng.choice(account.habitual)
+        else:
+            merchant = rng.choice(self._world.by_country.get(country) or self._world.merchants)
+        at = local_time(account, self._clock())
+        if self._day_profile:
+            at = at.replace(hour=rng.choices(_HOURS, _HOUR_WEIGHTS)[0],
+                            minute=rng.randrange(60), second=rng.randrange(60))
         return payment_body(transaction_id, account, card, merchant,
-                            category_amount(rng, account, merchant.category),
-                            local_time(account, datetime.now(UTC)))
+                            category_amount(rng, account, merchant.category), at)

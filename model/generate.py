@@ -60,9 +60,9 @@ _IS_ONLINE = np.isin(np.arange(len(CATEGORIES)), ONLINE)
 
 # Local hours 00-23: a day curve with lunch and evening peaks; 1 % of payments at 00-04, about
 # 2 % once each account's curve is shifted by -1 to +2 hours (early birds, night owls).
-_HOURS = np.array([0.4, 0.25, 0.15, 0.1, 0.1, 0.2, 0.6, 1.5, 3, 4, 5, 6,
+HOUR_PROFILE = np.array([0.4, 0.25, 0.15, 0.1, 0.1, 0.2, 0.6, 1.5, 3, 4, 5, 6,
                    7, 6.5, 5.5, 5.5, 6, 7, 7.5, 6.5, 5, 3.5, 2, 1])
-_HOURS = _HOURS / _HOURS.sum()
+HOUR_PROFILE = HOUR_PROFILE / HOUR_PROFILE.sum()
 
 SHOPS_PER_CITY_CATEGORY = 12
 FAVOURITE_SHARE = 0.75  # of payments at home (or online) that go to a favourite shop
@@ -217,7 +217,7 @@ def _profile(rng: np.random.Generator, world: World, account: int, first_card: i
         card_p=np.array([0.75, 0.25]) if two_cards else np.array([1.0]),
         daily_rate=float(np.clip(rng.lognormal(math.log(1.8), 0.55), 0.5, 6.0)),
         category_p=rng.dirichlet(_SHARE * 25), median_major=median_major,
-        favourites=favourites, hour_p=np.roll(_HOURS, int(rng.integers(-1, 3))),
+        favourites=favourites, hour_p=np.roll(HOUR_PROFILE, int(rng.integers(-1, 3))),
         trips=_trips(rng, world, country, home_city, days))
 
 
