@@ -127,3 +127,34 @@ async def test_clean_ledger_cli_exits_zero(scratch):
     result = _verify_cli(scratch["app_dsn"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
+
+
+async def test_a_mixed_batch_keeps_every_chain_and_balance(scratch):
+    # One batch: two currencies interleaved (the settlement head is switched and written back
+    # mid-batch), the same cardholder twice, a decline in between (no postings).
+    ledger = Ledger(scratch["app"])
+    for account, currency in (("bob", "USD"), ("carol", "EUR")):
+        await ledger.create_account(AccountSpec(account_id=account, currency=currency,
+                                                home_country="US"))
+        await ledger.post_deposit(client_id="c", idem_key=f"d-{account}", fingerprint=b"f",
+                                  account_id=account, amount_minor=10_000, currency=currency)
+
+    def pay(n: int, account: str, currency: str, amount: int, **more) -> PaymentRequest:
+        return PaymentRequest(client_id="c", idem_key=f"mix-{n}", fingerprint="aa",
+                              transaction_id=f"mix-t{n}", account_id=account, card_id="card",
+                              merchant_id="m", amount_minor=amount, currency=currency,
+                              merchant_category="misc", country="US", lat=None, lon=None,
+                              event_time=datetime(2026, 11, 29, 10, n, tzinfo=UTC), **more)
+    outcomes = await ledger.post_payments([
+        pay(1, "bob", "USD", 1_000), pay(2, "carol", "EUR", 2_000),
+        pay(3, "bob", "USD", 500, decision="decline", reasons=["rule:x"]),
+        pay(4, "bob", "USD", 700), pay(5, "carol", "EUR", 300)])
+    assert [o.balance_after_minor for o in outcomes] == [9_000, 8_000, 9_000, 8_300, 7_700]
+    async with scratch["app"].acquire() as conn:
+        report = await verify_ledger(conn)
+        settled = dict(await conn.fetch(
+            "SELECT currency, sum(balance_minor) FROM accounts WHERE kind = 'settlement' "
+            "GROUP BY currency"))
+    assert report.ok, report.problems
+    # The fixture's EUR payment (2,500) plus this batch's; the decline moved nothing.
+    assert settled == {"USD": 1_700, "EUR": 2_500 + 2_300}

@@ -242,6 +242,8 @@ async def test_claim_then_conflict_then_replay(world):
     first = world.check(key=key)
     [outcome] = await stage([first])
     assert outcome is first.screening and first.screening.marker
+    # The in-flight marker expires by itself (a crashed edge never blocks a key for good).
+    assert 0 < await world.redis.pttl(first.screening.cache_key) <= 60_000
 
     twin, other = world.check(key=key), world.check(key=key, fingerprint="f2")
     assert [type(o) for o in await stage([twin, other])] == [RequestInFlight,
