@@ -34,7 +34,7 @@ import msgspec
 import numpy as np
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from ledger.errors import IdempotencyKeyReused, UnknownAccount
 from ledger.records import AccountState
@@ -44,6 +44,7 @@ from model.scorer import ModelHolder
 from pipeline import Finish
 from rules.engine import RuleSetHolder
 from stages.idempotency import CachedOutcome, IdempotencyCache
+from stages.lua import run_pipeline
 from stages.ratelimit import (
     SCOPES,
     Claim,
@@ -150,39 +151,14 @@ class AdmitStage:
         claims = [Claim(s.cache_key, s.marker) if s.marker else None for s in items]
         known_requests = [s.request for s in known]
 
-        def queue_reads(pipe: Pipeline) -> None:
+        def queue_all(pipe: Pipeline) -> None:
+            self._limiter.queue(pipe, requests, claims)
             if not plan.empty:
                 self._velocity.queue_reads(pipe, known_requests, plan)
 
-        def queue_all(pipe: Pipeline) -> None:
-            self._limiter.queue(pipe, requests, claims)
-            queue_reads(pipe)
-
-        replies = await self._execute(queue_all)
-        if isinstance(replies[0], NoScriptError):
-            # Redis lost its scripts (restart, SCRIPT FLUSH): nothing of the batch ran, so
-            # the whole pipeline runs again once they are loaded.
-            await self._load_scripts()
-            replies = await self._execute(queue_all)
-        reads = replies[1:]
-        if any(isinstance(reply, NoScriptError) for reply in reads):
-            # The admission ran; only the read-only scripts are run again.
-            await self._load_scripts()
-            reads = await self._execute(queue_reads)
-        for reply in (replies[0], *reads):
-            if isinstance(reply, Exception):
-                raise reply
-        return list(replies[0]), reads
-
-    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        build(pipe)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
-
-    async def _load_scripts(self) -> None:
-        for script in (self._limiter.script, *self._velocity.scripts):
-            await self._client.script_load(script.source)
+        replies: list[Any] = await run_pipeline(
+            self._client, queue_all, (self._limiter.script, *self._velocity.scripts))
+        return list(replies[0]), replies[1:]
 
     def _without_redis(self, batch: Sequence[RateLimitCheck], known: Sequence[Screening],
                        plan: ReadPlan) -> list[object]:

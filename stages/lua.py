@@ -2,9 +2,10 @@
 
 redis-py's own `Script` objects make every `pipeline.execute()` send `SCRIPT EXISTS` first: one
 more round trip per batch on the hot path (py-spy: `Pipeline.load_scripts`, BENCHMARKS.md).
-Here the SHA is computed locally and the pipeline carries plain EVALSHA; when Redis answers
-NOSCRIPT (restarted, or `SCRIPT FLUSH`) the scripts are loaded and the pipeline is built and
-run once more, so only pipelines whose commands may safely run twice use `run_pipeline`.
+Here the SHA is computed locally and the pipeline carries plain EVALSHA. A command Redis
+answers NOSCRIPT (restarted, or `SCRIPT FLUSH`) did not run: the scripts are loaded and
+exactly those commands run again, so a script that must not run twice (the admission script
+consumes rate limits and claims keys) is as safe in `run_pipeline` as a read-only one.
 """
 
 from __future__ import annotations
@@ -28,15 +29,21 @@ class LuaScript:
 
 async def run_pipeline(client: redis.Redis, build: Callable[[Pipeline], None],
                        scripts: Sequence[LuaScript]) -> list[object]:
-    """Build and execute a pipeline; on NOSCRIPT load `scripts` and run it again (once)."""
+    """Build and execute a pipeline; the commands Redis refused with NOSCRIPT run again once
+    `scripts` are loaded, and only those. The first error left raises, as `execute()` does."""
     pipe = client.pipeline(transaction=False)
     build(pipe)
-    try:
-        replies: list[object] = await pipe.execute()
-    except NoScriptError:
+    replies: list[object] = await pipe.execute(raise_on_error=False)
+    missed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missed:
         for script in scripts:
             await client.script_load(script.source)
-        pipe = client.pipeline(transaction=False)
-        build(pipe)
-        replies = await pipe.execute()
+        again = client.pipeline(transaction=False)
+        build(again)
+        again.command_stack = [again.command_stack[i] for i in missed]
+        for i, reply in zip(missed, await again.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
     return replies

@@ -1,9 +1,8 @@
 """The respond stage: after the commit, remember outcomes and update velocity history.
 
-Both are Redis writes in one pipeline (one round trip) per micro-batch; every command in it
-may run twice without harm, so a NOSCRIPT retry is safe. They run after the commit, so a
-Redis failure here costs only speed (a retry is replayed by the ledger) and the batch's
-transactions missing from velocity history, never correctness of the ledger.
+Both are Redis writes in one pipeline (one round trip) per micro-batch. They run after the
+commit, so a Redis failure here costs only speed (a retry is replayed by the ledger) and the
+batch's transactions missing from velocity history, never correctness of the ledger.
 """
 
 from __future__ import annotations

@@ -160,7 +160,6 @@ class VelocityStore:
         plan = ReadPlan.of(wanted, history=history)
         if plan.empty:
             return plan.parse(iter(()), requests)
-        # Read-only scripts: safe to run twice if Redis lost them.
         replies = await run_pipeline(
             self._client, lambda pipe: self.queue_reads(pipe, requests, plan), self.scripts)
         return plan.parse(iter(replies), requests)

@@ -39,3 +39,21 @@ async def test_a_pipeline_with_plain_commands_and_scripts_runs_once_when_loaded(
 
     assert await run_pipeline(redis_client, build, [INCR]) == [True, 1]
     await redis_client.delete(key, key + ":plain")
+
+
+async def test_after_noscript_only_the_refused_commands_run_again(redis_client: redis.Redis):
+    # INCR is loaded and runs; ECHO is not and is refused. Running the whole pipeline again
+    # would add 2 twice: only ECHO may run again.
+    key = unique("sentinel-test-lua")
+    await redis_client.script_flush()
+    await redis_client.script_load(INCR.source)
+
+    def build(pipe):
+        INCR.queue(pipe, [key], [2])
+        ECHO.queue(pipe, [key], ["b"])
+        pipe.incrby(key + ":plain", 1)
+
+    assert await run_pipeline(redis_client, build, [ECHO, INCR]) == [2, [key.encode(), b"b"], 1]
+    assert int(await redis_client.get(key)) == 2
+    assert int(await redis_client.get(key + ":plain")) == 1
+    await redis_client.delete(key, key + ":plain")
