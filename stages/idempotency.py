@@ -69,11 +69,6 @@ class IdempotencyCache:
             outcome = CachedOutcome(fingerprint=item.request.fingerprint, record=item.record)
             pipe.set(item.cache_key, self._encode(outcome), px=self._ttl_ms)
 
-    async def remember(self, items: Sequence[Screening]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        self.queue_remember(pipe, items)
-        await pipe.execute()
-
     async def release(self, item: Screening) -> None:
         """Drop our in-flight marker after a failure, so a retry is not told 409."""
         if item.marker:

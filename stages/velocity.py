@@ -147,12 +147,6 @@ class VelocityStore:
     def key(self, entity: str, value: str) -> str:
         return f"{self._prefix}:vel:{entity}:{value}"
 
-    async def features(self, requests: Sequence[PaymentRequest],
-                       wanted: Iterable[VelocityKey]) -> list[dict[VelocityKey, object]]:
-        """The wanted features of every request, in one Redis round trip."""
-        features, _ = await self.read(requests, wanted, history=False)
-        return features
-
     async def read(self, requests: Sequence[PaymentRequest], wanted: Iterable[VelocityKey],
                    *, history: bool) -> tuple[list[dict[VelocityKey, object]], np.ndarray]:
         """The rules' velocity features and (with `history`) the model's card summaries
