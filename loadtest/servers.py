@@ -12,8 +12,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 from loadtest.ceiling import READY_TEXT as CEILING_READY_TEXT
 
@@ -34,25 +36,35 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class ProcessCpu(NamedTuple):
+    pid: int
+    name: str  # the command name in /proc/<pid>/stat
+    parent: int
+    cpu_s: float  # user + system
+
+
+def processes_cpu() -> Iterator[ProcessCpu]:
+    """Every live process's CPU so far, from /proc (a process gone meanwhile is skipped)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = tail.split()
+        yield ProcessCpu(int(stat.parent.name), head.split("(", 1)[1], int(fields[1]),
+                         (int(fields[11]) + int(fields[12])) * _CLOCK_TICK_S)
+
+
 def tree_cpu_s(root: int) -> float:
     """User + system CPU seconds of a process and its live descendants (an edge supervisor
     starts its processes in sessions of their own), from /proc."""
-    parent_of: dict[int, int] = {}
-    cpu_of: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        pid = int(stat.parent.name)
-        parent_of[pid] = int(fields[1])
-        cpu_of[pid] = (int(fields[11]) + int(fields[12])) * _CLOCK_TICK_S
+    processes = list(processes_cpu())
     tree, grew = {root}, True
     while grew:
-        more = {pid for pid, parent in parent_of.items() if parent in tree} - tree
+        more = {p.pid for p in processes if p.parent in tree} - tree
         tree |= more
         grew = bool(more)
-    return sum(cpu_of.get(pid, 0.0) for pid in tree)
+    return sum(p.cpu_s for p in processes if p.pid in tree)
 
 
 # The services the screening path runs on, by process name, for the bench's CPU breakdown.
@@ -63,15 +75,10 @@ def services_cpu_s() -> dict[str, float]:
     """User + system CPU seconds of PostgreSQL, Redis and RabbitMQ (every process of each,
     by name; services on other machines count as 0), from /proc."""
     out = dict.fromkeys(SERVICE_COMMANDS.values(), 0.0)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            head, tail = stat.read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        service = SERVICE_COMMANDS.get(head.split("(", 1)[1])
+    for process in processes_cpu():
+        service = SERVICE_COMMANDS.get(process.name)
         if service is not None:
-            fields = tail.split()
-            out[service] += (int(fields[11]) + int(fields[12])) * _CLOCK_TICK_S
+            out[service] += process.cpu_s
     return out
 
 
