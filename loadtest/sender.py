@@ -1,6 +1,6 @@
-"""One load-generating process: its own uvloop and aiohttp client, running the jobs its
-parent sends (open loop on a fixed schedule, or closed loop with N workers) and answering
-each with the raw samples.
+"""One load-generating process: its own uvloop and lean HTTP client (loadtest/http1.py),
+running the jobs its parent sends (open loop on a fixed schedule, or closed loop with N
+workers) and answering each with the raw samples.
 
 Open loop avoids coordinated omission: request k of a run is due at `start + k / rate` and
 its latency is measured from then, even when it leaves late because the server (or this
@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
-import aiohttp
+import httptools
 import msgspec
 import uvloop
 
+from loadtest.http1 import Client
 from loadtest.results import Samples
 from loadtest.workload import EverydayPayments, SimulatedClock, World
 
@@ -33,7 +34,7 @@ PAYMENTS_PATH = "/v1/transactions"
 
 class SenderConfig(NamedTuple):
     world: World
-    connections: int  # the aiohttp connector's limit, per process
+    connections: int  # keep-alive connections at most, per process
     timeout_s: float
     seed: int
     clock: SimulatedClock | None = None  # event times (None: the wall clock)
@@ -111,29 +112,45 @@ class Recorder:
 class Sender:
     """Posts payments to a base URL; returns None for a 2xx, else the kind of error."""
 
-    def __init__(self, session: aiohttp.ClientSession, config: SenderConfig,
-                 process: int) -> None:
-        self._session = session
+    def __init__(self, config: SenderConfig, process: int) -> None:
+        self._config = config
         self._payments = EverydayPayments(config.world, seed=config.seed * 1000 + process,
                                           clock=config.clock)
         self._encode = msgspec.json.Encoder().encode
+        self._clients: dict[str, Client] = {}
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
+
+    def _prepared(self, url: str, headers: dict[str, str]) -> tuple[Client, bytes]:
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = Client(url, limit=self._config.connections,
+                                                 timeout_s=self._config.timeout_s)
+        key = (url, tuple(headers.items()))
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = client.head(
+                PAYMENTS_PATH, {"Content-Type": "application/json", **headers})
+        return client, head
 
     async def post(self, url: str, headers: dict[str, str], transaction_id: str,
                    k: int) -> str | None:
         """Send payment k (its number decides the account and card: see EverydayPayments)."""
+        client, head = self._prepared(url, headers)
         body = self._encode(self._payments.body(transaction_id, k))
         try:
-            async with self._session.post(
-                    url + PAYMENTS_PATH, data=body,
-                    headers={**headers, "Idempotency-Key": transaction_id}) as response:
-                answer = await response.read()
-                if response.status < 300:
-                    return None
-                return error_kind(response.status, answer)
+            response = await client.post(
+                head, body, b"Idempotency-Key: %s\r\n" % transaction_id.encode())
         except TimeoutError:
             return "timeout"
-        except (aiohttp.ClientError, OSError) as exc:
+        except (OSError, httptools.HttpParserError) as exc:
             return f"client {type(exc).__name__}"
+        if response.status < 300:
+            return None
+        return error_kind(response.status, response.body)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
 
 
 async def run_open(sender: Sender, job: OpenJob, process: int, processes: int) -> Recorder:
@@ -175,16 +192,16 @@ async def run_closed(sender: Sender, job: ClosedJob, process: int,
 async def serve_jobs(connection: Connection, config: SenderConfig, process: int,
                      processes: int) -> None:
     loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=config.connections, limit_per_host=0)
-    timeout = aiohttp.ClientTimeout(total=config.timeout_s)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        sender = Sender(session, config, process)
-        runners: dict[type, Callable[..., Awaitable[Recorder]]] = {
-            OpenJob: run_open, ClosedJob: run_closed}
+    sender = Sender(config, process)
+    runners: dict[type, Callable[..., Awaitable[Recorder]]] = {
+        OpenJob: run_open, ClosedJob: run_closed}
+    try:
         while (job := await loop.run_in_executor(None, connection.recv)) is not None:
             cpu_before = time.process_time()
             recorder = await runners[type(job)](sender, job, process, processes)
             connection.send(recorder.samples(time.process_time() - cpu_before))
+    finally:
+        sender.close()
 
 
 def main(connection: Connection, config: SenderConfig, process: int, processes: int) -> None:
