@@ -43,6 +43,7 @@ from stages.gcra import Limit
 from stages.idempotency import IdempotencyCache
 from stages.ledger import LedgerStage
 from stages.ratelimit import RateLimiter
+from stages.resp import RedisPipelines
 from stages.respond import RespondStage
 from stages.rules import RulesStage
 from stages.scoring import ScoringStage
@@ -84,6 +85,7 @@ class Application:
         self.should_exit = asyncio.Event()
         self.pool: asyncpg.Pool | None = None
         self.redis: redis.Redis | None = None
+        self.redis_pipelines: RedisPipelines | None = None  # the stages' hot path
         self.pipeline: Pipeline | None = None
         self.runner: web.AppRunner | None = None
         self.api: Api | None = None
@@ -100,11 +102,11 @@ class Application:
     def build_pipeline(self, ledger: Ledger, cache: IdempotencyCache,
                        velocity: VelocityStore) -> Pipeline:
         s = self.settings
-        assert self.redis is not None
+        assert self.redis_pipelines is not None
         # One Redis round trip per batch: rate limits first (a limited request claims no
         # Idempotency-Key and never reaches the ledger), the claims, velocity and history.
         self.admission = AdmitStage(
-            self.redis, RateLimiter(
+            self.redis_pipelines, RateLimiter(
                 prefix=s.redis_prefix, claim_ttl_ms=cache.inflight_ttl_ms,
                 client_limit=Limit(s.rate_limit_client_per_s, s.rate_limit_client_burst),
                 card_limit=Limit(s.rate_limit_card_per_s, s.rate_limit_card_burst)),
@@ -116,8 +118,8 @@ class Application:
                   s.stage("scoring")),
             Stage("ledger", LedgerStage(ledger), s.stage("ledger")),
             # After the commit a payment is answered with its record, however late.
-            Stage("respond", RespondStage(cache, velocity), s.stage("respond"),
-                  enforce_deadline=False),
+            Stage("respond", RespondStage(self.redis_pipelines, cache, velocity),
+                  s.stage("respond"), enforce_deadline=False),
         ])
 
     async def startup(self) -> None:
@@ -130,10 +132,11 @@ class Application:
         self.pool = await open_pool(s.database_url, min_size=s.db_pool_min,
                                     max_size=s.db_pool_max)
         self.redis = open_redis(s.redis_url)
+        self.redis_pipelines = RedisPipelines.from_url(s.redis_url)
         ledger = Ledger(self.pool)
         cache = IdempotencyCache(self.redis, prefix=s.redis_prefix, ttl_s=s.idempotency_ttl_s,
                                  inflight_ttl_s=s.idempotency_inflight_ttl_s)
-        velocity = VelocityStore(self.redis, prefix=s.redis_prefix)
+        velocity = VelocityStore(self.redis_pipelines, prefix=s.redis_prefix)
         rule_store = RuleStore(self.pool)
         self.reloader = RuleReloader(rule_store, self.rules, s.database_url,
                                      poll_s=s.rules_poll_s)
@@ -197,6 +200,8 @@ class Application:
             await self.model_reloader.stop()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.redis_pipelines is not None:
+            await self.redis_pipelines.aclose()
         if self.pool is not None:
             await self.pool.close()
 

@@ -32,8 +32,6 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from ledger.errors import IdempotencyKeyReused, UnknownAccount
@@ -54,6 +52,7 @@ from stages.ratelimit import (
     RateLimiter,
     RateLimitStatistics,
 )
+from stages.resp import Commands, RedisPipelines
 from stages.screening import RequestInFlight, Screening
 from stages.velocity import ReadPlan, VelocityStore
 
@@ -92,7 +91,7 @@ class AdmitStage:
     """Pipeline handler: RateLimitCheck in; its Screening, ready for the rules, out (or the
     request's answer: 429, 404, a replay, 409, 422)."""
 
-    def __init__(self, client: redis.Redis, limiter: RateLimiter, cache: IdempotencyCache,
+    def __init__(self, client: RedisPipelines, limiter: RateLimiter, cache: IdempotencyCache,
                  profiles: ProfileCache, velocity: VelocityStore, rules: RuleSetHolder,
                  models: ModelHolder | None = None, *, retry_after_failure_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -151,7 +150,7 @@ class AdmitStage:
         claims = [Claim(s.cache_key, s.marker) if s.marker else None for s in items]
         known_requests = [s.request for s in known]
 
-        def queue_all(pipe: Pipeline) -> None:
+        def queue_all(pipe: Commands) -> None:
             self._limiter.queue(pipe, requests, claims)
             if not plan.empty:
                 self._velocity.queue_reads(pipe, known_requests, plan)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
 
 from ledger.records import PaymentRecord
+from stages.resp import Commands
 from stages.screening import Screening
 
 # Compare-and-delete: only the owner of an in-flight marker may release it.
@@ -63,7 +63,7 @@ class IdempotencyCache:
     def new_marker(self, fingerprint: str) -> bytes:
         return self._encode(CachedOutcome(fingerprint=fingerprint, token=os.urandom(8).hex()))
 
-    def queue_remember(self, pipe: Pipeline, items: Sequence[Screening]) -> None:
+    def queue_remember(self, pipe: Commands, items: Sequence[Screening]) -> None:
         """Queue the storing of outcomes (idempotent: the same value again)."""
         for item in items:
             outcome = CachedOutcome(fingerprint=item.request.fingerprint, record=item.record)

@@ -1,4 +1,4 @@
-"""Lua scripts called by SHA inside redis-py pipelines, one round trip per micro-batch.
+"""Lua scripts called by SHA inside pipelines (stages/resp.py), one round trip per micro-batch.
 
 redis-py's own `Script` objects make every `pipeline.execute()` send `SCRIPT EXISTS` first: one
 more round trip per batch on the hot path (py-spy: `Pipeline.load_scripts`, BENCHMARKS.md).
@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
+
+from stages.resp import Commands, RedisPipelines
 
 
 class LuaScript:
@@ -23,25 +23,25 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # Redis's script id
 
-    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[object]) -> None:
+    def queue(self, pipe: Commands, keys: Sequence[str], args: Sequence[object]) -> None:
         pipe.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
 
 
-async def run_pipeline(client: redis.Redis, build: Callable[[Pipeline], None],
+async def run_pipeline(client: RedisPipelines, build: Callable[[Commands], None],
                        scripts: Sequence[LuaScript]) -> list[object]:
     """Build and execute a pipeline; the commands Redis refused with NOSCRIPT run again once
-    `scripts` are loaded, and only those. The first error left raises, as `execute()` does."""
-    pipe = client.pipeline(transaction=False)
+    `scripts` are loaded, and only those. The first error left raises, as redis-py's
+    `execute()` does."""
+    pipe = Commands()
     build(pipe)
-    replies: list[object] = await pipe.execute(raise_on_error=False)
+    replies = await client.execute(pipe.stack)
     missed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missed:
-        for script in scripts:
-            await client.script_load(script.source)
-        again = client.pipeline(transaction=False)
-        build(again)
-        again.command_stack = [again.command_stack[i] for i in missed]
-        for i, reply in zip(missed, await again.execute(raise_on_error=False), strict=True):
+        for loaded in await client.execute([("SCRIPT", "LOAD", s.source) for s in scripts]):
+            if isinstance(loaded, Exception):
+                raise loaded
+        again = [pipe.stack[i] for i in missed]
+        for i, reply in zip(missed, await client.execute(again), strict=True):
             replies[i] = reply
     for reply in replies:
         if isinstance(reply, Exception):

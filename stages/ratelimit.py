@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import msgspec
-import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
 
 from stages.gcra import Limit, whole_seconds
 from stages.lua import LuaScript, run_pipeline
+from stages.resp import Commands, RedisPipelines
 from stages.screening import Screening
 
 # The batch form of `stages.gcra.admit`, plus the claims. KEYS: the batch's distinct keys.
@@ -172,7 +171,7 @@ class RateLimiter:
     def key(self, scope: str, value: str) -> str:
         return f"{self._prefix}:rl:{scope}:{value}"
 
-    def queue(self, pipe: Pipeline, requests: Sequence[tuple[str, str]],
+    def queue(self, pipe: Commands, requests: Sequence[tuple[str, str]],
               claims: Sequence[Claim | None] = (), *, now_us: int | None = None) -> None:
         """Queue the script for (client id, card id) of every request and, where given, its
         claim; its reply holds four values per request (see GCRA_SCRIPT). `now_us` replaces
@@ -201,7 +200,7 @@ class RateLimiter:
                 args += [len(keys), claim.marker]
         self.script.queue(pipe, keys, args)
 
-    async def check(self, client: redis.Redis, requests: Sequence[tuple[str, str]],
+    async def check(self, client: RedisPipelines, requests: Sequence[tuple[str, str]],
                     claims: Sequence[Claim | None] = (), *,
                     now_us: int | None = None) -> list[object]:
         """The script alone, in its own round trip (tests and tools)."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from stages.idempotency import IdempotencyCache
 from stages.lua import run_pipeline
+from stages.resp import Commands, RedisPipelines
 from stages.screening import Screening
 from stages.velocity import VelocityStore
 
@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class RespondStage:
-    def __init__(self, cache: IdempotencyCache, velocity: VelocityStore | None = None) -> None:
-        self._client = cache.client
+    def __init__(self, client: RedisPipelines, cache: IdempotencyCache,
+                 velocity: VelocityStore | None = None) -> None:
+        self._client = client
         self._cache = cache
         self._velocity = velocity
 
@@ -30,7 +31,7 @@ class RespondStage:
         fresh = [s.request for s in batch if s.record is not None and not s.record.replayed]
         velocity = self._velocity
 
-        def build(pipe: Pipeline) -> None:
+        def build(pipe: Commands) -> None:
             self._cache.queue_remember(pipe, batch)
             if velocity is not None:
                 velocity.queue_record(pipe, fresh)

@@ -17,8 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
 
 from ledger.money import exponent
 from ledger.records import PaymentRequest
@@ -35,6 +33,7 @@ from model.history import (
 )
 from rules import VelocityKey
 from stages.lua import LuaScript, run_pipeline
+from stages.resp import Commands, RedisPipelines
 
 HISTORY_S = RETENTION_MS // 1000  # the longest window a rule may use
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -136,7 +135,7 @@ class ReadPlan:
 
 
 class VelocityStore:
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisPipelines, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._windows = LuaScript(_WINDOWS_SCRIPT)
@@ -158,7 +157,7 @@ class VelocityStore:
             self._client, lambda pipe: self.queue_reads(pipe, requests, plan), self.scripts)
         return plan.parse(iter(replies), requests)
 
-    def queue_reads(self, pipe: Pipeline, requests: Sequence[PaymentRequest],
+    def queue_reads(self, pipe: Commands, requests: Sequence[PaymentRequest],
                     plan: ReadPlan) -> None:
         """Queue `plan`'s scripts for every request (read-only: safe to run twice)."""
         for request in requests:
@@ -171,7 +170,7 @@ class VelocityStore:
                                     [now, request.merchant_category, BURST_WINDOW_MS,
                                      PROFILE_WINDOW_MS, RETENTION_MS, MAX_PROFILE_PAYMENTS])
 
-    def queue_record(self, pipe: Pipeline, requests: Sequence[PaymentRequest]) -> None:
+    def queue_record(self, pipe: Commands, requests: Sequence[PaymentRequest]) -> None:
         """Queue the adding of committed transactions to their card's and account's history
         (idempotent: the same member and score again change nothing)."""
         ttl_ms = (HISTORY_S + 86_400) * 1000

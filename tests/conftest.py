@@ -23,6 +23,7 @@ from ledger.migrate import drop_database, migrate
 from ledger.repository import Ledger
 from ops.application import Application
 from ops.settings import Settings, load_settings
+from stages.resp import RedisPipelines
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -80,6 +81,14 @@ async def admin_pool(database: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="session")
 def ledger(pool: asyncpg.Pool) -> Ledger:
     return Ledger(pool)
+
+
+@pytest.fixture(scope="session")
+async def redis_pipelines(settings: Settings) -> AsyncIterator[RedisPipelines]:
+    """The stages' pipeline client (stages/resp.py) on the same Redis as `redis_client`."""
+    client = RedisPipelines.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

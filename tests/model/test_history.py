@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-import redis.asyncio as redis
 
 from ledger.records import PaymentRequest
 from model.features import FEATURES, feature_matrix, fit_spec
 from model.history import HISTORY_FIELDS, MAX_PROFILE_PAYMENTS, RETENTION_MS, offline_history
 from model.records import Txn
+from stages.resp import RedisPipelines
 from stages.velocity import VelocityStore
 from tests.conftest import unique
 
@@ -52,12 +52,12 @@ def request_of(txn: Txn) -> PaymentRequest:
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("seed", "n", "n_cards"), [(1, 150, 4), (2, 150, 4), (3, 700, 1)])
-async def test_redis_summary_equals_offline_summary(redis_client: redis.Redis, seed: int,
+async def test_redis_summary_equals_offline_summary(redis_pipelines: RedisPipelines, seed: int,
                                                     n: int, n_cards: int):
     rows = random_history(seed, n, n_cards)
     # Live, recording trims what is older than the retention; replay within it.
     assert rows[-1].event_ms - rows[0].event_ms < RETENTION_MS
-    store = VelocityStore(redis_client, prefix=unique("hist-test"))
+    store = VelocityStore(redis_pipelines, prefix=unique("hist-test"))
     requests = [request_of(t) for t in rows]
     await store.record(requests)  # the whole history is known, as when replaying a file
     _, online = await store.read(requests, [], history=True)

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from ledger.errors import IdempotencyKeyReused, UnknownAccount
 from ledger.records import AccountSpec, PaymentRecord, PaymentRequest
-from ops.application import open_redis
 from pipeline import Finish
 from rules import VelocityKey
 from stages.admit import AdmitStage, ProfileCache
 from stages.gcra import Limit, admit, standing
 from stages.idempotency import IdempotencyCache
 from stages.ratelimit import Claim, RateLimitCheck, RateLimited, RateLimiter
+from stages.resp import RedisPipelines
 from stages.respond import RespondStage
 from stages.screening import RequestInFlight, Screening
 from stages.velocity import VelocityStore
@@ -45,22 +45,24 @@ def triples(flat: list) -> list[tuple]:
 class World:
     """One account in the ledger, a Redis prefix of its own, and stages built over them."""
 
-    def __init__(self, redis_client: redis.Redis, ledger, prefix: str, account: str) -> None:
-        self.redis = redis_client
+    def __init__(self, redis_client: redis.Redis, pipelines: RedisPipelines, ledger,
+                 prefix: str, account: str) -> None:
+        self.redis = redis_client  # to look at what the stages wrote
+        self.pipelines = pipelines
         self.ledger = ledger
         self.prefix = prefix
         self.account = account
         self.cache = IdempotencyCache(redis_client, prefix=prefix, ttl_s=60, inflight_ttl_s=60)
-        self.velocity = VelocityStore(redis_client, prefix=prefix)
+        self.velocity = VelocityStore(pipelines, prefix=prefix)
 
     def limiter(self, client: Limit = OFF, card: Limit = OFF) -> RateLimiter:
         return RateLimiter(prefix=self.prefix, client_limit=client, card_limit=card,
                            claim_ttl_ms=60_000)
 
     def stage(self, client: Limit = OFF, card: Limit = OFF, *, velocity=frozenset(),
-              redis_client: redis.Redis | None = None, **options) -> AdmitStage:
+              pipelines: RedisPipelines | None = None, **options) -> AdmitStage:
         rules = SimpleNamespace(current=SimpleNamespace(velocity=velocity))
-        return AdmitStage(redis_client or self.redis, self.limiter(client, card), self.cache,
+        return AdmitStage(pipelines or self.pipelines, self.limiter(client, card), self.cache,
                           ProfileCache(self.ledger), self.velocity, rules,  # type: ignore[arg-type]
                           **options)
 
@@ -78,11 +80,12 @@ class World:
 
 
 @pytest.fixture
-async def world(redis_client, ledger, settings) -> World:
+async def world(redis_client, redis_pipelines, ledger, settings) -> World:
     account = unique("adm")
     await ledger.create_account(AccountSpec(account_id=account, currency="EUR",
                                             home_country="DE"))
-    return World(redis_client, ledger, f"{settings.redis_prefix}-{unique('adm')}", account)
+    return World(redis_client, redis_pipelines, ledger,
+                 f"{settings.redis_prefix}-{unique('adm')}", account)
 
 
 def record(txn: str) -> PaymentRecord:
@@ -103,8 +106,9 @@ batches = st.lists(st.tuples(
 
 @settings(max_examples=40, deadline=None)
 @given(client=limits, card=limits, batches=batches)
-async def test_the_script_decides_like_the_reference(redis_client: redis.Redis, client: Limit,
-                                                     card: Limit, batches):
+async def test_the_script_decides_like_the_reference(redis_client: redis.Redis,
+                                                     redis_pipelines: RedisPipelines,
+                                                     client: Limit, card: Limit, batches):
     # Intervals of >= 500 ms keep every key alive (TTL = until its TAT) for the whole example,
     # whose injected clock runs far faster than Redis's own.
     limiter = RateLimiter(prefix=unique("rl-prop"), client_limit=client, card_limit=card)
@@ -114,7 +118,7 @@ async def test_the_script_decides_like_the_reference(redis_client: redis.Redis, 
         for step_us, requests in batches:
             now += step_us
             pairs = [(f"client-{c}", f"card-{k}") for c, k in requests]
-            got = quads(await limiter.check(redis_client, pairs, now_us=now))
+            got = quads(await limiter.check(redis_pipelines, pairs, now_us=now))
             expected = []
             for client_id, card_id in pairs:
                 decision = admit(
@@ -136,7 +140,7 @@ async def test_the_script_decides_like_the_reference(redis_client: redis.Redis, 
 
 
 async def test_steady_rate_after_the_burst(world):
-    limiter, r = world.limiter(client=Limit(per_s=10, burst=2)), world.redis
+    limiter, r = world.limiter(client=Limit(per_s=10, burst=2)), world.pipelines
     burst = triples(await limiter.check(r, [("gw", "x")] * 3, now_us=T0))
     assert [b[0] for b in burst] == [0, 0, 1]
     assert burst[2] == (1, 100_000, 200_000)
@@ -154,7 +158,7 @@ async def test_client_denial_does_not_charge_the_card_nor_claim(world):
     limiter = world.limiter(client=Limit(per_s=1, burst=1), card=Limit(per_s=1, burst=1))
     claims = [Claim(f"{world.prefix}:claim:{n}", b"m") for n in range(3)]
     results = quads(await limiter.check(
-        world.redis, [("a", "shared"), ("b", "other"), ("a", "third")], claims, now_us=T0))
+        world.pipelines, [("a", "shared"), ("b", "other"), ("a", "third")], claims, now_us=T0))
     assert [r[0] for r in results] == [0, 0, 1]
     # "third" was refused by its client's limit: its card is untouched, its key unclaimed.
     assert await world.redis.get(limiter.key("card", "third")) is None
@@ -167,7 +171,7 @@ async def test_a_known_key_is_answered_from_it_and_consumes_nothing(world):
     limiter = world.limiter(client=client, card=Limit(per_s=1, burst=1))
     key = Claim(f"{world.prefix}:claim:{unique('k')}", b"marker")
     other = Claim(f"{world.prefix}:claim:{unique('k')}", b"other")
-    got = quads(await limiter.check(world.redis, [("gw", "card")] * 3, [key, key, other],
+    got = quads(await limiter.check(world.pipelines, [("gw", "card")] * 3, [key, key, other],
                                     now_us=T0))
     # The first claims its key and takes the card's only cell; the twin finds the key and
     # is answered from it without touching a limit; the third, a new key, is refused by the
@@ -237,7 +241,7 @@ async def test_card_limit_without_charging_the_client(world):
 # -- the stage: idempotency -------------------------------------------------------------------
 
 async def test_claim_then_conflict_then_replay(world):
-    stage, respond = world.stage(), RespondStage(world.cache)
+    stage, respond = world.stage(), RespondStage(world.pipelines, world.cache)
     key = unique("k")
     first = world.check(key=key)
     [outcome] = await stage([first])
@@ -259,7 +263,7 @@ async def test_claim_then_conflict_then_replay(world):
 
 
 async def test_a_replay_over_the_card_limit_is_answered_not_refused(world):
-    stage, respond = world.stage(card=Limit(per_s=0.5, burst=1)), RespondStage(world.cache)
+    stage, respond = world.stage(card=Limit(per_s=0.5, burst=1)), RespondStage(world.pipelines, world.cache)
     key = unique("k")
     first = world.check(key=key)
     assert await stage([first]) == [first.screening]
@@ -332,8 +336,8 @@ async def test_redis_losing_its_scripts_runs_the_batch_once(world):
 # -- the stage: Redis down --------------------------------------------------------------------
 
 async def test_redis_down_fails_open_with_the_ledger_deciding(world):
-    dead = open_redis("redis://127.0.0.1:1/0")
-    stage = world.stage(client=Limit(1, 1), card=Limit(1, 1), redis_client=dead,
+    dead = RedisPipelines.from_url("redis://127.0.0.1:1/0")
+    stage = world.stage(client=Limit(1, 1), card=Limit(1, 1), pipelines=dead,
                         velocity=frozenset({COUNT_10M}))
     batch = [world.check(), world.check(), world.check(account=unique("nobody"))]
     outcomes = await stage(batch)

@@ -6,6 +6,7 @@ import pytest
 import redis.asyncio as redis
 
 from stages.lua import LuaScript, run_pipeline
+from stages.resp import RedisPipelines
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -14,22 +15,24 @@ ECHO = LuaScript("return {KEYS[1], ARGV[1]}")
 INCR = LuaScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
 
-async def test_scripts_are_loaded_when_redis_answers_noscript(redis_client: redis.Redis):
+async def test_scripts_are_loaded_when_redis_answers_noscript(
+        redis_client: redis.Redis, redis_pipelines: RedisPipelines):
     key = unique("sentinel-test-lua")
     await redis_client.script_flush()
     replies = await run_pipeline(
-        redis_client, lambda pipe: (ECHO.queue(pipe, [key], ["a"]), INCR.queue(pipe, [key], [2])),
+        redis_pipelines, lambda pipe: (ECHO.queue(pipe, [key], ["a"]), INCR.queue(pipe, [key], [2])),
         [ECHO, INCR])
     assert replies == [[key.encode(), b"a"], 2]
     assert await redis_client.script_exists(ECHO.sha, INCR.sha) == [True, True]
     # Loaded now: the next pipeline is one round trip, no reload.
-    replies = await run_pipeline(redis_client, lambda pipe: INCR.queue(pipe, [key], [3]), [INCR])
+    replies = await run_pipeline(redis_pipelines, lambda pipe: INCR.queue(pipe, [key], [3]),
+                                 [INCR])
     assert replies == [5]
     await redis_client.delete(key)
 
 
 async def test_a_pipeline_with_plain_commands_and_scripts_runs_once_when_loaded(
-        redis_client: redis.Redis):
+        redis_client: redis.Redis, redis_pipelines: RedisPipelines):
     key = unique("sentinel-test-lua")
     await redis_client.script_load(INCR.source)
 
@@ -37,11 +40,12 @@ async def test_a_pipeline_with_plain_commands_and_scripts_runs_once_when_loaded(
         pipe.set(key + ":plain", "x")
         INCR.queue(pipe, [key], [1])
 
-    assert await run_pipeline(redis_client, build, [INCR]) == [True, 1]
+    assert await run_pipeline(redis_pipelines, build, [INCR]) == [b"OK", 1]
     await redis_client.delete(key, key + ":plain")
 
 
-async def test_after_noscript_only_the_refused_commands_run_again(redis_client: redis.Redis):
+async def test_after_noscript_only_the_refused_commands_run_again(
+        redis_client: redis.Redis, redis_pipelines: RedisPipelines):
     # INCR is loaded and runs; ECHO is not and is refused. Running the whole pipeline again
     # would add 2 twice: only ECHO may run again.
     key = unique("sentinel-test-lua")
@@ -51,9 +55,9 @@ async def test_after_noscript_only_the_refused_commands_run_again(redis_client: 
     def build(pipe):
         INCR.queue(pipe, [key], [2])
         ECHO.queue(pipe, [key], ["b"])
-        pipe.incrby(key + ":plain", 1)
+        pipe.command("INCRBY", key + ":plain", 1)
 
-    assert await run_pipeline(redis_client, build, [ECHO, INCR]) == [2, [key.encode(), b"b"], 1]
+    assert await run_pipeline(redis_pipelines, build, [ECHO, INCR]) == [2, [key.encode(), b"b"], 1]
     assert int(await redis_client.get(key)) == 2
     assert int(await redis_client.get(key + ":plain")) == 1
     await redis_client.delete(key, key + ":plain")
