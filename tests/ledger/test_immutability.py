@@ -158,3 +158,41 @@ async def test_a_mixed_batch_keeps_every_chain_and_balance(scratch):
     assert report.ok, report.problems
     # The fixture's EUR payment (2,500) plus this batch's; the decline moved nothing.
     assert settled == {"USD": 1_700, "EUR": 2_500 + 2_300}
+
+
+async def test_heads_written_once_per_batch_carry_overdraft_and_chains_across_batches(scratch):
+    # The batch keeps each cardholder's head in memory and writes it at the end (008): the
+    # overdraft check mid-batch must see the batch's own earlier payments, and the next
+    # batch must continue both chains from the heads written.
+    ledger = Ledger(scratch["app"])
+    await ledger.create_account(AccountSpec(account_id="dave", currency="EUR",
+                                            home_country="DE", overdraft_limit_minor=500))
+    await ledger.post_deposit(client_id="c", idem_key="d-dave", fingerprint=b"f",
+                              account_id="dave", amount_minor=3_000, currency="EUR")
+
+    def pay(n: int, amount: int) -> PaymentRequest:
+        return PaymentRequest(client_id="c", idem_key=f"heads-{n}", fingerprint="aa",
+                              transaction_id=f"heads-t{n}", account_id="dave", card_id="card",
+                              merchant_id="m", amount_minor=amount, currency="EUR",
+                              merchant_category="misc", country="DE", lat=None, lon=None,
+                              event_time=datetime(2026, 11, 29, 11, n, tzinfo=UTC))
+    first = await ledger.post_payments([pay(1, 2_000), pay(2, 1_400), pay(3, 1_000),
+                                        pay(4, 100)])
+    # 3,000 - 2,000 = 1,000; 1,000 - 1,400 = -400 (within the 500 overdraft);
+    # -400 - 1,000 would be -1,400: declined, balance unchanged; -400 - 100 = -500: allowed.
+    assert [(o.decision, o.balance_after_minor) for o in first] == [
+        ("approve", 1_000), ("approve", -400), ("decline", -400), ("approve", -500)]
+    second = await ledger.post_payments([pay(5, 1), pay(6, 1)])
+    assert [(o.decision, o.balance_after_minor) for o in second] == [
+        ("decline", -500), ("decline", -500)]
+    async with scratch["app"].acquire() as conn:
+        head = await conn.fetchrow("SELECT balance_minor, txn_seq, posting_seq FROM accounts "
+                                   "WHERE account_id = 'dave'")
+        last_txn = await conn.fetchval("SELECT max(account_txn_seq) FROM transactions "
+                                       "WHERE account_id = 'dave'")
+        last_posting = await conn.fetchval("SELECT max(seq) FROM postings "
+                                           "WHERE account_id = 'dave'")
+        report = await verify_ledger(conn)
+    assert tuple(head) == (-500, 6, last_posting) and last_txn == 6
+    assert last_posting == 4  # the deposit and the three approved payments
+    assert report.ok, report.problems
