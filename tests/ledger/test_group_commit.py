@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from ledger.errors import IdempotencyKeyReused, TransactionExists, UnknownAccount
-from ledger.records import AccountSpec, PaymentRecord, PaymentRequest
+from ledger.records import AccountSpec, PaymentRecord, PaymentRequest, RuleHit
 from tests.conftest import unique
 
 
@@ -96,3 +96,27 @@ async def test_a_batch_finds_its_accounts_by_key_never_by_scanning_them_all(admi
         await tx.rollback()  # the bulk accounts stay out of the test database
     assert [row["status"] for row in rows] == ["recorded"] * 3
     assert scans == 0
+
+
+async def test_rule_hits_of_a_batch_are_written_for_their_own_transactions(ledger, pool):
+    # 009 writes the batch's rule hits in one statement at its end: each hit must stay with
+    # its transaction, payments without hits get none, and a refused payment's hits vanish.
+    change_ids = [r["change_id"] for r in await pool.fetch(
+        "SELECT change_id FROM rule_versions ORDER BY change_id LIMIT 2")]
+    assert len(change_ids) == 2  # the default rules (migration 004)
+    account = await _account(ledger)
+    hit = [RuleHit(change_id=change_ids[0], shadow=True)]
+    both = [RuleHit(change_id=change_ids[0], shadow=False),
+            RuleHit(change_id=change_ids[1], shadow=True)]
+    batch = [_payment(account, hits=hit), _payment(account),
+             _payment("nobody", hits=hit), _payment(account, hits=both, decision="decline")]
+    outcomes = await ledger.post_payments(batch)
+    assert isinstance(outcomes[2], UnknownAccount)
+    rows = await pool.fetch(
+        "SELECT transaction_id, change_id, shadow FROM transaction_rule_hits "
+        "WHERE transaction_id = ANY($1::text[]) ORDER BY transaction_id, change_id",
+        [p.transaction_id for p in batch])
+    assert sorted((r["transaction_id"], r["change_id"], r["shadow"]) for r in rows) == sorted([
+        (batch[0].transaction_id, change_ids[0], True),
+        (batch[3].transaction_id, change_ids[0], False),
+        (batch[3].transaction_id, change_ids[1], True)])

@@ -1,0 +1,282 @@
+-- Rows written once per batch (issue 6): after 008 the function still ran, per payment, an
+-- INSERT into transactions (8 CHECK constraints rebuilt from text, a foreign key, 6 indexes),
+-- one into journal_entries and one into postings, each a statement with its own executor
+-- start-up and constraint set-up. Now the loop only decides and computes (balances, sequence
+-- numbers, both hash chains, entry ids from the journal's identity sequence) into arrays, and
+-- the rows are written at the end with one INSERT per table, in the same order, so identity
+-- ids, rows and every hash are what 008 wrote. Duplicates inside the batch (a transaction id
+-- or an Idempotency-Key seen earlier in it) are recognised from the arrays; the answers are
+-- read back from the rows written, replays included.
+
+CREATE OR REPLACE FUNCTION ledger_post_payments(batch jsonb)
+RETURNS TABLE (ord integer, status text, transaction_id text, decision text,
+               risk_score numeric, reasons text[], balance_after_minor bigint,
+               rules_version integer, model_version text, currency char(3),
+               recorded_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    it record;
+    acct accounts%ROWTYPE;
+    prior idempotency_keys%ROWTYPE;
+    txn transactions%ROWTYPE;
+    fp bytea;
+    entry bigint;
+    settlement_suffix text;
+    -- The head of the settlement account the batch's payments are credited to, kept here and
+    -- written once when the batch ends (or its currency changes) instead of once per payment.
+    s_id text;  -- NULL: none loaded yet
+    s_balance bigint;
+    s_seq bigint;
+    s_hash bytea;
+    s_new_hash bytea;
+    c_hash bytea;  -- the cardholder's new posting hash
+    -- The new heads of the cardholders this batch has touched, written once at its end:
+    -- h_ids[h] is an account, the other arrays its head at index h.
+    h_ids text[] := '{}';
+    h_txn_seq bigint[] := '{}';
+    h_txn_hash bytea[] := '{}';
+    h_balance bigint[] := '{}';
+    h_posting_seq bigint[] := '{}';
+    h_posting_hash bytea[] := '{}';
+    h integer;
+    -- What the batch writes at its end, in the order 008 wrote it.
+    new_txns transactions[] := '{}';
+    new_txn_ids text[] := '{}';
+    new_hits jsonb[] := '{}';  -- per new transaction: its rule hits (or NULL)
+    any_hits boolean := false;
+    new_entries bigint[] := '{}';  -- journal entry of each non-declined new transaction
+    new_entry_txns text[] := '{}';
+    new_postings postings[] := '{}';
+    posting postings%ROWTYPE;
+    entry_seq regclass := pg_get_serial_sequence('journal_entries', 'entry_id')::regclass;
+    -- The answer per request: its status, the transaction it names, the account's currency.
+    out_ord integer[] := '{}';
+    out_status text[] := '{}';
+    out_txn text[] := '{}';
+    out_currency char(3)[] := '{}';
+BEGIN
+    -- The settlement side of a currency is spread over 64 accounts `settlement:<CUR>:<n>`, one
+    -- picked per database session: concurrent batches then contend only on the cardholder rows
+    -- they really share instead of all queueing on one settlement row (see BENCHMARKS.md).
+    settlement_suffix := ':' || (pg_backend_pid() % 64)::text;
+    INSERT INTO accounts (account_id, kind, currency)
+    SELECT DISTINCT 'settlement:' || x.currency || settlement_suffix, 'settlement', x.currency
+      FROM jsonb_to_recordset(batch) AS x(currency text)
+    ON CONFLICT DO NOTHING;
+
+    -- Lock every account the batch touches in one global order: concurrent batches never
+    -- deadlock, and balances cannot move under us.
+    -- `= ANY(ARRAY(...))`, not `IN (SELECT ...)`: the planner cannot see how few ids the
+    -- batch holds and turned IN into a hash join over a sequential scan of every account.
+    PERFORM 1 FROM accounts a
+     WHERE a.account_id = ANY (ARRAY(
+           SELECT x.account_id FROM jsonb_to_recordset(batch) AS x(account_id text)
+           UNION
+           SELECT 'settlement:' || x.currency || settlement_suffix
+             FROM jsonb_to_recordset(batch) AS x(currency text)))
+     ORDER BY a.account_id
+       FOR UPDATE;
+
+    FOR it IN
+        SELECT e.ord::integer AS ord, x.*
+          FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(doc, ord),
+               jsonb_to_record(e.doc) AS x(
+            client_id text, idem_key text, fingerprint text,
+            transaction_id text, account_id text, card_id text, merchant_id text,
+            amount_minor bigint, currency text, merchant_category text, country text,
+            lat numeric, lon numeric, event_time timestamptz, decision text,
+            risk_score numeric, reasons text[], rules_version integer, model_version text,
+            hits jsonb)
+        ORDER BY e.ord
+    LOOP
+        fp := decode(it.fingerprint, 'hex');
+        INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, transaction_id)
+        VALUES (it.client_id, it.idem_key, fp, it.transaction_id)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            -- Seen before (committed, or earlier in this batch): replay it or refuse it.
+            SELECT * INTO prior FROM idempotency_keys k
+             WHERE k.client_id = it.client_id AND k.idem_key = it.idem_key;
+            out_ord := out_ord || it.ord::integer;
+            IF prior.fingerprint <> fp OR prior.transaction_id IS NULL THEN
+                out_status := out_status || 'idempotency_mismatch'::text;
+                out_txn := out_txn || it.transaction_id;
+            ELSE
+                -- Committed before, or recorded earlier in this batch: answered from its row.
+                out_status := out_status || 'replay'::text;
+                out_txn := out_txn || prior.transaction_id;
+            END IF;
+            out_currency := out_currency || NULL::char(3);
+            CONTINUE;
+        END IF;
+
+        SELECT * INTO acct FROM accounts a
+         WHERE a.account_id = it.account_id AND a.kind = 'cardholder';
+        IF NOT FOUND OR acct.currency <> it.currency
+           OR EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = it.transaction_id)
+           OR it.transaction_id = ANY (new_txn_ids)
+        THEN
+            -- Nothing is recorded for a refused request: the client may fix it and retry
+            -- with the same key.
+            DELETE FROM idempotency_keys k
+             WHERE k.client_id = it.client_id AND k.idem_key = it.idem_key;
+            out_ord := out_ord || it.ord::integer;
+            out_status := out_status ||
+                CASE WHEN acct.account_id IS NULL THEN 'unknown_account'
+                     WHEN acct.currency <> it.currency THEN 'currency_mismatch'
+                     ELSE 'transaction_exists' END;
+            out_txn := out_txn || it.transaction_id;
+            out_currency := out_currency || acct.currency;
+            CONTINUE;
+        END IF;
+        -- Paid earlier in this batch: its head is here, not yet in the table.
+        h := array_position(h_ids, acct.account_id);
+        IF h IS NULL THEN
+            h_ids := h_ids || acct.account_id;
+            h := cardinality(h_ids);
+        ELSE
+            acct.txn_seq := h_txn_seq[h];
+            acct.txn_hash := h_txn_hash[h];
+            acct.balance_minor := h_balance[h];
+            acct.posting_seq := h_posting_seq[h];
+            acct.posting_hash := h_posting_hash[h];
+        END IF;
+
+        txn.decision := it.decision;
+        txn.reasons := it.reasons;
+        txn.balance_after_minor := acct.balance_minor - it.amount_minor;
+        IF txn.decision <> 'decline'
+           AND txn.balance_after_minor < -acct.overdraft_limit_minor THEN
+            txn.decision := 'decline';
+            txn.reasons := txn.reasons || 'insufficient_funds'::text;
+        END IF;
+        IF txn.decision = 'decline' THEN
+            txn.balance_after_minor := acct.balance_minor;
+        END IF;
+
+        txn.transaction_id := it.transaction_id;
+        txn.account_id := acct.account_id;
+        txn.account_txn_seq := acct.txn_seq + 1;
+        txn.card_id := it.card_id;
+        txn.merchant_id := it.merchant_id;
+        txn.amount_minor := it.amount_minor;
+        txn.merchant_category := it.merchant_category;
+        txn.country := it.country;
+        txn.lat := it.lat::numeric(9, 6);
+        txn.lon := it.lon::numeric(9, 6);
+        txn.event_time := it.event_time;
+        txn.risk_score := it.risk_score::numeric(7, 6);
+        txn.rules_version := it.rules_version;
+        txn.model_version := it.model_version;
+        txn.client_id := it.client_id;
+        txn.prev_hash := acct.txn_hash;
+        txn.hash := ledger_txn_hash(txn);
+
+        new_txns := new_txns || txn;
+        new_txn_ids := new_txn_ids || txn.transaction_id;
+        new_hits := new_hits || CASE WHEN it.hits <> '[]'::jsonb THEN it.hits END;
+        any_hits := any_hits OR coalesce(it.hits <> '[]'::jsonb, false);
+
+        h_txn_seq[h] := txn.account_txn_seq;
+        h_txn_hash[h] := txn.hash;
+        IF txn.decision = 'decline' THEN
+            h_balance[h] := acct.balance_minor;
+            h_posting_seq[h] := acct.posting_seq;
+            h_posting_hash[h] := acct.posting_hash;
+        ELSE
+            entry := nextval(entry_seq);
+            new_entries := new_entries || entry;
+            new_entry_txns := new_entry_txns || txn.transaction_id;
+            IF s_id IS DISTINCT FROM 'settlement:' || acct.currency || settlement_suffix THEN
+                IF s_id IS NOT NULL THEN
+                    UPDATE accounts SET balance_minor = s_balance, posting_seq = s_seq,
+                                        posting_hash = s_hash
+                     WHERE account_id = s_id;
+                END IF;
+                s_id := 'settlement:' || acct.currency || settlement_suffix;
+                SELECT a.balance_minor, a.posting_seq, a.posting_hash
+                  INTO STRICT s_balance, s_seq, s_hash
+                  FROM accounts a WHERE a.account_id = s_id;
+            END IF;
+            -- Both postings of the entry in one statement, cardholder first (the order and
+            -- the hash inputs of ledger_append_posting, which deposits still use).
+            c_hash := ledger_posting_hash(acct.posting_hash, acct.account_id,
+                                          acct.posting_seq + 1, entry, -it.amount_minor,
+                                          txn.balance_after_minor);
+            s_new_hash := ledger_posting_hash(s_hash, s_id, s_seq + 1, entry, it.amount_minor,
+                                              s_balance + it.amount_minor);
+            posting := ROW(acct.account_id, acct.posting_seq + 1, entry, -it.amount_minor,
+                           txn.balance_after_minor, acct.posting_hash, c_hash);
+            new_postings := new_postings || posting;
+            posting := ROW(s_id, s_seq + 1, entry, it.amount_minor, s_balance + it.amount_minor,
+                           s_hash, s_new_hash);
+            new_postings := new_postings || posting;
+            s_seq := s_seq + 1;
+            s_balance := s_balance + it.amount_minor;
+            s_hash := s_new_hash;
+            h_balance[h] := txn.balance_after_minor;
+            h_posting_seq[h] := acct.posting_seq + 1;
+            h_posting_hash[h] := c_hash;
+        END IF;
+
+        out_ord := out_ord || it.ord::integer;
+        out_status := out_status || 'recorded'::text;
+        out_txn := out_txn || txn.transaction_id;
+        out_currency := out_currency || acct.currency;
+    END LOOP;
+
+    -- The rows, one statement per table, in the order 008 wrote them one by one (identity
+    -- ids follow it); foreign keys point backwards, so this order satisfies each of them.
+    INSERT INTO transactions (transaction_id, account_id, account_txn_seq, card_id,
+        merchant_id, amount_minor, merchant_category, country, lat, lon, event_time,
+        decision, risk_score, reasons, rules_version, model_version,
+        balance_after_minor, client_id, prev_hash, hash)
+    SELECT n.transaction_id, n.account_id, n.account_txn_seq, n.card_id, n.merchant_id,
+           n.amount_minor, n.merchant_category, n.country, n.lat, n.lon, n.event_time,
+           n.decision, n.risk_score, n.reasons, n.rules_version, n.model_version,
+           n.balance_after_minor, n.client_id, n.prev_hash, n.hash
+      FROM unnest(new_txns) WITH ORDINALITY AS n
+     ORDER BY n.ordinality;
+    IF any_hits THEN
+        INSERT INTO transaction_rule_hits (transaction_id, change_id, shadow)
+        SELECT n.transaction_id, h.change_id, h.shadow
+          FROM unnest(new_txn_ids, new_hits) WITH ORDINALITY
+               AS n(transaction_id, hits, ordinality),
+               jsonb_to_recordset(n.hits) AS h(change_id bigint, shadow boolean)
+         WHERE n.hits IS NOT NULL
+         ORDER BY n.ordinality;
+    END IF;
+    INSERT INTO journal_entries (entry_id, kind, transaction_id) OVERRIDING SYSTEM VALUE
+    SELECT e.entry_id, 'payment', e.transaction_id
+      FROM unnest(new_entries, new_entry_txns) WITH ORDINALITY
+           AS e(entry_id, transaction_id, ordinality)
+     ORDER BY e.ordinality;
+    INSERT INTO postings (account_id, seq, entry_id, amount_minor, balance_after_minor,
+                          prev_hash, hash)
+    SELECT p.account_id, p.seq, p.entry_id, p.amount_minor, p.balance_after_minor,
+           p.prev_hash, p.hash
+      FROM unnest(new_postings) WITH ORDINALITY AS p
+     ORDER BY p.ordinality;
+    -- Every cardholder's two heads (transactions and postings) in one statement.
+    UPDATE accounts a
+       SET txn_seq = x.txn_seq, txn_hash = x.txn_hash, balance_minor = x.balance,
+           posting_seq = x.posting_seq, posting_hash = x.posting_hash
+      FROM unnest(h_ids, h_txn_seq, h_txn_hash, h_balance, h_posting_seq, h_posting_hash)
+           AS x(account_id, txn_seq, txn_hash, balance, posting_seq, posting_hash)
+     WHERE a.account_id = x.account_id;
+    IF s_id IS NOT NULL THEN
+        UPDATE accounts SET balance_minor = s_balance, posting_seq = s_seq, posting_hash = s_hash
+         WHERE account_id = s_id;
+    END IF;
+
+    -- Every answer; recorded and replayed ones from their rows (recorded_at included).
+    RETURN QUERY
+    SELECT o.ord, o.status, o.txn, t.decision, t.risk_score, t.reasons, t.balance_after_minor,
+           t.rules_version, t.model_version,
+           coalesce(o.currency, (SELECT a.currency FROM accounts a  -- a replay's account
+                                  WHERE a.account_id = t.account_id)),
+           t.recorded_at
+      FROM unnest(out_ord, out_status, out_txn, out_currency) AS o(ord, status, txn, currency)
+      LEFT JOIN transactions t ON o.status IN ('recorded', 'replay')
+                              AND t.transaction_id = o.txn;
+END $$;
