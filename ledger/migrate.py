@@ -130,7 +130,7 @@ async def _grant(conn: asyncpg.Connection, role: str, database: str) -> None:
         REVOKE ALL ON {ledger}, accounts, idempotency_keys, schema_migrations, rules,
             list_items, merchants, merchant_secrets, relay_cursors FROM {quoted};
         GRANT SELECT, INSERT ON {ledger} TO {quoted};
-        -- ledger_post_payments numbers a batch's journal entries before writing them (009).
+        -- ledger_post_payments numbers a batch's journal entries before writing them (008).
         GRANT USAGE ON SEQUENCE journal_entries_entry_id_seq TO {quoted};
         GRANT SELECT, INSERT ON accounts TO {quoted};
         GRANT UPDATE (balance_minor, posting_seq, posting_hash, txn_seq, txn_hash)

@@ -99,7 +99,7 @@ async def test_a_batch_finds_its_accounts_by_key_never_by_scanning_them_all(admi
 
 
 async def test_rule_hits_of_a_batch_are_written_for_their_own_transactions(ledger, pool):
-    # 009 writes the batch's rule hits in one statement at its end: each hit must stay with
+    # 008 writes the batch's rule hits in one statement at its end: each hit must stay with
     # its transaction, payments without hits get none, and a refused payment's hits vanish.
     change_ids = [r["change_id"] for r in await pool.fetch(
         "SELECT change_id FROM rule_versions ORDER BY change_id LIMIT 2")]
