@@ -53,10 +53,6 @@ class IdempotencyCache:
         """How long a claim's in-flight marker lives (a crashed edge's claims expire)."""
         return self._inflight_ttl_ms
 
-    @property
-    def client(self) -> redis.Redis:
-        return self._client
-
     def key(self, client_id: str, idem_key: str) -> str:
         return f"{self._prefix}:idem:{client_id}:{idem_key}"
 

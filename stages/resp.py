@@ -22,7 +22,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from typing import cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -130,22 +130,23 @@ class RedisPipelines:
         self._idle: list[_Connection] = []
 
     @classmethod
-    def from_url(cls, url: str, **options: float) -> RedisPipelines:
+    def from_url(cls, url: str, *, connect_timeout_s: float = 0.25,
+                 timeout_s: float = 1.0) -> RedisPipelines:
         """`redis://[[user]:password@]host[:port][/db]`, `rediss://` (TLS) or
         `unix:///path/to/socket[?db=N]`, as redis-py reads them."""
         parts = urlsplit(url)
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password is not None else None
         if parts.scheme == "unix":
-            query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-            return cls(unix_path=parts.path, db=int(query.get("db", "0")), username=username,
-                       password=password, **options)  # type: ignore[arg-type]
+            db = parse_qs(parts.query).get("db", ["0"])[0]
+            return cls(unix_path=parts.path, db=int(db), username=username, password=password,
+                       connect_timeout_s=connect_timeout_s, timeout_s=timeout_s)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ValueError(f"not a Redis URL: {url!r} (redis://, rediss:// or unix://)")
         path = parts.path.strip("/")
         return cls(host=parts.hostname, port=parts.port or 6379, db=int(path) if path else 0,
                    username=username, password=password, tls=parts.scheme == "rediss",
-                   **options)  # type: ignore[arg-type]
+                   connect_timeout_s=connect_timeout_s, timeout_s=timeout_s)
 
     async def execute(self, stack: list[tuple[Arg, ...]]) -> list[object]:
         """Send `stack` in one write and return one reply per command, error replies as
