@@ -2,8 +2,8 @@
 
 Live, the card's history is the Redis sorted set the velocity store keeps (members
 `<transaction_id>|<amount_minor>|<country>|<category>|<local_hour>`, scored by event time in
-ms) and `HISTORY_SCRIPT` summarises it inside Redis, one call per transaction, all of a
-micro-batch's calls in one pipeline. Offline (training, evaluation), `offline_history`
+ms) and the velocity store's read script (`stages/velocity.py`) summarises it inside Redis,
+one call for a micro-batch's transactions. Offline (training, evaluation), `offline_history`
 computes the same summary over a time-sorted file. Both count only payments strictly before
 the transaction's event time, so a replay of history gives the features live traffic got;
 `tests/model/test_history.py` checks the two agree on the same history.
@@ -32,42 +32,10 @@ NIGHT_HOURS = frozenset({22, 23, 0, 1, 2, 3})  # local time
 HISTORY_FIELDS = ("count_24h", "night_count_24h", "last_ms", "count_30d", "sum_ln_amount_30d",
                   "same_category_30d")
 
-# The profile is the card's last MAX_PROFILE_PAYMENTS payments within [now - 30d, now)
-# (ZREVRANGEBYSCORE: max '(' exclusive, min inclusive; LIMIT bounds the scan, so a card with
-# thousands of payments a month costs what an ordinary one does). The previous payment is
-# looked up over the whole retention only when the profile window is empty. Old members
-# without category/hour fields (written before the model existed) count with an unknown
-# category.
-HISTORY_SCRIPT = """
-local now = tonumber(ARGV[1])
-local category = ARGV[2]
-local burst_from = now - tonumber(ARGV[3])
-local rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. now, now - tonumber(ARGV[4]),
-                        'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[6]))
-local c24, n24, last, c30, s30, same = 0, 0, -1, 0, 0.0, 0
-for j = 1, #rows, 2 do
-  local t = tonumber(rows[j + 1])
-  local parts = {}
-  for part in string.gmatch(rows[j], '[^|]+') do parts[#parts + 1] = part end
-  local amount = tonumber(parts[2])
-  c30 = c30 + 1
-  s30 = s30 + math.log(amount)
-  if parts[4] == category then same = same + 1 end
-  if t >= burst_from then
-    c24 = c24 + 1
-    local hour = tonumber(parts[5] or '')
-    if hour ~= nil and (hour >= 22 or hour <= 3) then n24 = n24 + 1 end
-  end
-end
-if #rows > 0 then
-  last = tonumber(rows[2])
-else
-  local previous = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. now,
-                              now - tonumber(ARGV[5]), 'WITHSCORES', 'LIMIT', 0, 1)
-  if #previous == 2 then last = tonumber(previous[2]) end
-end
-return {c24, n24, last, c30, string.format('%.17g', s30), same}
-"""
+# The profile is the card's last MAX_PROFILE_PAYMENTS payments within [now - 30d, now) (the
+# cap bounds the work, so a card with thousands of payments a month costs what an ordinary one
+# does); the previous payment is looked up over the whole retention. Old members without
+# category/hour fields (written before the model existed) count with an unknown category.
 
 
 def local_hour(event_ms: int, utc_offset_min: int) -> int:
@@ -86,7 +54,7 @@ def history_member(txn: Txn) -> str:
 
 
 def parse_summary(reply: Sequence[object]) -> list[float]:
-    """One HISTORY_SCRIPT reply -> a row of HISTORY_FIELDS."""
+    """One summary as the read script returns it -> a row of HISTORY_FIELDS."""
     c24, n24, last, c30, s30, same = (_number(v) for v in reply)
     return [c24, n24, math.nan if last < 0 else last, c30, s30, same]
 

@@ -134,7 +134,7 @@ class AdmitStage:
                         "idempotency claims (the ledger decides) or velocity, and Redis is "
                         "left alone for %g s: %s", len(batch), self._retry_after_failure_s, exc)
             return self._without_redis(batch, known, plan)
-        features, summaries = plan.parse(iter(reads), [s.request for s in known])
+        features, summaries = plan.parse(reads, [s.request for s in known])
         for item, values in zip(known, features, strict=True):
             item.velocity = values
         for item, summary in zip(known, summaries, strict=False):
@@ -144,20 +144,19 @@ class AdmitStage:
 
     async def _ask_redis(self, items: Sequence[Screening], known: Sequence[Screening],
                          plan: ReadPlan) -> tuple[list[Any], list[Any]]:
-        """One pipeline: the rate-limit script with the claims, then the reads. Returns the
-        script's reply and the reads' replies."""
+        """One pipeline: the rate-limit script with the claims, then the reads' script.
+        Returns both scripts' replies (the reads' empty when nothing is read)."""
         requests = [(s.request.client_id, s.request.card_id) for s in items]
         claims = [Claim(s.cache_key, s.marker) if s.marker else None for s in items]
         known_requests = [s.request for s in known]
 
         def queue_all(pipe: Commands) -> None:
             self._limiter.queue(pipe, requests, claims)
-            if not plan.empty:
-                self._velocity.queue_reads(pipe, known_requests, plan)
+            self._velocity.queue_reads(pipe, known_requests, plan)
 
         replies: list[Any] = await run_pipeline(
             self._client, queue_all, (self._limiter.script, *self._velocity.scripts))
-        return list(replies[0]), replies[1:]
+        return list(replies[0]), replies[1] if len(replies) > 1 else []
 
     def _without_redis(self, batch: Sequence[RateLimitCheck], known: Sequence[Screening],
                        plan: ReadPlan) -> list[object]:

@@ -1,17 +1,24 @@
 """Per-card and per-account history in Redis, in event time, for velocity features.
 
 Each entity has a sorted set scored by event time (ms) whose members are
-`<transaction_id>|<amount_minor>|<country>|<category>|<local_hour>`. Reading is one Lua call
-per entity, all of a micro-batch's calls in one pipeline: the script scans the widest window
-once and returns (count, sum, distinct countries) for every window asked, excluding the
-transaction itself (it is recorded only after its commit). The same pipeline carries the
-model's card-history summaries (`model/history.py`). Every screened transaction is recorded,
-declines included: card-testing shows up as attempts, not as approvals.
+`<transaction_id>|<amount_minor>|<country>|<category>|<local_hour>`. A micro-batch reads with
+one call of `READ_SCRIPT` for all its requests and records with one call of `RECORD_SCRIPT`
+(one EVALSHA per batch, not per entity and request: BENCHMARKS.md, session 4). For each entity
+the script counts every window with ZCOUNT, fetches the most recent members once (without
+scores: Redis formats every score as text, which cost half the read) and parses each member
+once for all windows and, on the card, for the model's card-history summary
+(`model/history.py`). Every window ends just before the transaction's event time, so the
+transaction itself is excluded (it is recorded only after its commit). Every screened
+transaction is recorded, declines included: card-testing shows up as attempts, not as
+approvals.
+
+A batch's keys span cards and accounts, so under Redis Cluster the calls must be grouped by
+hash slot (docs/scaling.md), as the admission script's already are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,7 +30,6 @@ from ledger.records import PaymentRequest
 from model.history import (
     BURST_WINDOW_MS,
     HISTORY_FIELDS,
-    HISTORY_SCRIPT,
     MAX_PROFILE_PAYMENTS,
     PROFILE_WINDOW_MS,
     RETENTION_MS,
@@ -37,39 +43,111 @@ from stages.resp import Commands, RedisPipelines
 
 HISTORY_S = RETENTION_MS // 1000  # the longest window a rule may use
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HISTORY_ARGS = (BURST_WINDOW_MS, PROFILE_WINDOW_MS, RETENTION_MS, MAX_PROFILE_PAYMENTS)
+assert BURST_WINDOW_MS <= PROFILE_WINDOW_MS <= RETENTION_MS  # READ_SCRIPT relies on it
 
-_WINDOWS_SCRIPT = """
-local now = tonumber(ARGV[1])
-local widest = 0
-for i = 2, #ARGV do
-  local w = tonumber(ARGV[i])
-  if w > widest then widest = w end
+# KEYS: the batch's distinct entity keys. ARGV[1]: '1' when the card-history summary is
+# wanted; ARGV[2..5]: its burst window, profile window, retention (ms) and profile cap; then
+# the number of card windows and their widths (ms, ascending), the same for the account; then
+# per request: its event time (ms), the KEYS index of its card (0: not read) and of its
+# account (0: not read), its merchant category. Returns per request one flat list: (count,
+# sum of amounts in minor units, distinct countries) per card window, then (when wanted) the
+# card's summary as `model.history.parse_summary` takes it, then the account's windows. The
+# summary reads the card's last `cap` payments in the profile window, as offline.
+READ_SCRIPT = """
+local find, log, tonumber, call = string.find, math.log, tonumber, redis.call
+local FIELDS = '^[^|]*|(%d+)|([^|]*)|?([^|]*)|?(%d*)'  -- amount, country, category, hour
+local history = ARGV[1] == '1'
+local burst, profile = tonumber(ARGV[2]), tonumber(ARGV[3])
+local retention, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+local widths, at = {}, 6
+for e = 1, 2 do
+  local list = {}
+  for i = 1, tonumber(ARGV[at]) do list[i] = tonumber(ARGV[at + i]) end
+  widths[e] = list
+  at = at + #list + 1
 end
-local rows = redis.call('ZRANGEBYSCORE', KEYS[1], now - widest, '(' .. now, 'WITHSCORES')
-local out = {}
-for i = 2, #ARGV do
-  local from = now - tonumber(ARGV[i])
-  local count, total, distinct, seen = 0, 0, 0, {}
-  for j = 1, #rows, 2 do
-    if tonumber(rows[j + 1]) >= from then
-      local _, _, amount, country = string.find(rows[j], '^[^|]*|(%d+)|(%w*)')
-      count = count + 1
-      total = total + tonumber(amount)
-      if not seen[country] then
-        seen[country] = true
-        distinct = distinct + 1
+
+local function read(key, now, spans, category, out)
+  local upto = '(' .. now
+  local counts, fetch = {}, 0
+  for w = 1, #spans do
+    counts[w] = call('ZCOUNT', key, now - spans[w], upto)
+    if counts[w] > fetch then fetch = counts[w] end
+  end
+  local profiled, recent = 0, 0
+  if category then
+    profiled = call('ZCOUNT', key, now - profile, upto)
+    if profiled > cap then profiled = cap end
+    recent = call('ZCOUNT', key, now - burst, upto)
+    if recent > profiled then recent = profiled end
+    if profiled > fetch then fetch = profiled end
+  end
+  local rows = {}
+  if fetch > 0 then rows = call('ZREVRANGEBYSCORE', key, upto, '-inf', 'LIMIT', 0, fetch) end
+  local base, w = #out, 1
+  local total, distinct, seen = 0, 0, {}
+  local ln_sum, same, night = 0.0, 0, 0
+  for j = 0, fetch do
+    while w <= #spans and counts[w] == j do
+      out[base + 3 * w - 2] = j
+      out[base + 3 * w - 1] = total
+      out[base + 3 * w] = distinct
+      w = w + 1
+    end
+    if j == fetch then break end
+    local _, _, amount, country, cat, hour = find(rows[j + 1], FIELDS)
+    amount = tonumber(amount)
+    total = total + amount
+    if not seen[country] then
+      seen[country] = true
+      distinct = distinct + 1
+    end
+    if j < profiled then
+      ln_sum = ln_sum + log(amount)
+      if cat == category then same = same + 1 end
+      if j < recent then
+        hour = tonumber(hour)
+        if hour ~= nil and (hour >= 22 or hour <= 3) then night = night + 1 end
       end
     end
   end
-  out[#out + 1] = count
-  out[#out + 1] = string.format('%.0f', total)
-  out[#out + 1] = distinct
+  if category then
+    local last = -1
+    local previous = call('ZREVRANGEBYSCORE', key, upto, now - retention, 'WITHSCORES',
+                          'LIMIT', 0, 1)
+    if #previous == 2 then last = tonumber(previous[2]) end
+    local n = #out
+    out[n + 1], out[n + 2], out[n + 3] = recent, night, last
+    out[n + 4], out[n + 5], out[n + 6] = profiled, string.format('%.17g', ln_sum), same
+  end
 end
-return out
+
+local replies = {}
+for i = at, #ARGV, 4 do
+  local now, card, account = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local out = {}
+  if card > 0 then read(KEYS[card], now, widths[1], history and ARGV[i + 3], out) end
+  if account > 0 then read(KEYS[account], now, widths[2], false, out) end
+  replies[#replies + 1] = out
+end
+return replies
 """
 
-Window = tuple[int, str, str]  # (count, sum in minor units as text, distinct countries)
-
+# KEYS: the batch's distinct entity keys. ARGV[1]: their TTL (ms); ARGV[1 + k]: what KEYS[k]
+# keeps (members scored at or below it are trimmed); then per payment: its key's index, its
+# event time (ms) and its member. One ZADD per payment, one trim and PEXPIRE per key.
+RECORD_SCRIPT = """
+local n = #KEYS
+for i = n + 2, #ARGV, 3 do
+  redis.call('ZADD', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for k = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', ARGV[k + 1])
+  redis.call('PEXPIRE', KEYS[k], ARGV[1])
+end
+return n
+"""
 
 def event_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
@@ -84,24 +162,14 @@ def entity_id(request: PaymentRequest, entity: str) -> str:
     return request.card_id if entity == "card" else request.account_id
 
 
-# Add a committed payment to one entity's history and trim it: one EVALSHA per entity
-# instead of ZADD + ZREMRANGEBYSCORE + PEXPIRE (each a command to pack and parse).
-_RECORD_SCRIPT = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
-
-
 class ReadPlan:
     """What a batch reads: the windows per entity the rules' velocity keys need, and whether
-    the model's card-history summaries are wanted; parses the replies in queue order."""
+    the model's card-history summaries are wanted; parses the script's reply."""
 
     def __init__(self, by_entity: dict[str, list[VelocityKey]], history: bool) -> None:
         self.by_entity = by_entity
-        self.windows = {entity: sorted({vk.window_s for vk in keys})
-                        for entity, keys in by_entity.items()}
+        self.card_spans = sorted({vk.window_s for vk in by_entity.get("card", ())})
+        self.account_spans = sorted({vk.window_s for vk in by_entity.get("account", ())})
         self.history = history
 
     @classmethod
@@ -115,22 +183,27 @@ class ReadPlan:
     def empty(self) -> bool:
         return not self.by_entity and not self.history
 
-    def parse(self, replies: Iterator[Any], requests: Sequence[PaymentRequest]
+    def parse(self, reply: Sequence[Sequence[Any]], requests: Sequence[PaymentRequest]
               ) -> tuple[list[dict[VelocityKey, object]], np.ndarray]:
         """Features per request and the summaries (no rows without `history`)."""
         summaries = np.empty((len(requests) if self.history else 0, len(HISTORY_FIELDS)))
+        card = {span: 3 * k for k, span in enumerate(self.card_spans)}
+        summary = 3 * len(self.card_spans)  # the card's windows, its summary, the account's
+        after = summary + (len(HISTORY_FIELDS) if self.history else 0)
+        account = {span: after + 3 * k for k, span in enumerate(self.account_spans)}
+        keys = [(vk, (card if vk.entity == "card" else account)[vk.window_s])
+                for vks in self.by_entity.values() for vk in vks]
         out = []
         for i, request in enumerate(requests):
-            features: dict[VelocityKey, object] = {}
-            scale = Decimal(1).scaleb(-exponent(request.currency))
-            for entity, spans in self.windows.items():
-                flat = next(replies)
-                per_window = {span: flat[k * 3:k * 3 + 3] for k, span in enumerate(spans)}
-                for vk in self.by_entity[entity]:
-                    features[vk] = _feature(vk.function, per_window[vk.window_s], scale)
-            out.append(features)
+            values = reply[i] if reply else ()
+            if keys:
+                scale = Decimal(1).scaleb(-exponent(request.currency))
+                out.append({vk: _feature(vk.function, values[at:at + 3], scale)
+                            for vk, at in keys})
+            else:
+                out.append({})
             if self.history:
-                summaries[i] = parse_summary(next(replies))
+                summaries[i] = parse_summary(values[summary:after])
         return out, summaries
 
 
@@ -138,10 +211,9 @@ class VelocityStore:
     def __init__(self, client: RedisPipelines, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._windows = LuaScript(_WINDOWS_SCRIPT)
-        self._history = LuaScript(HISTORY_SCRIPT)
-        self._record = LuaScript(_RECORD_SCRIPT)
-        self.scripts = (self._windows, self._history, self._record)
+        self._read = LuaScript(READ_SCRIPT)
+        self._record = LuaScript(RECORD_SCRIPT)
+        self.scripts = (self._read, self._record)
 
     def key(self, entity: str, value: str) -> str:
         return f"{self._prefix}:vel:{entity}:{value}"
@@ -151,37 +223,67 @@ class VelocityStore:
         """The rules' velocity features and (with `history`) the model's card summaries
         (rows of `model.history.HISTORY_FIELDS`), in one Redis round trip."""
         plan = ReadPlan.of(wanted, history=history)
-        if plan.empty:
-            return plan.parse(iter(()), requests)
-        replies = await run_pipeline(
+        if plan.empty or not requests:
+            return plan.parse((), requests)
+        [reply] = await run_pipeline(
             self._client, lambda pipe: self.queue_reads(pipe, requests, plan), self.scripts)
-        return plan.parse(iter(replies), requests)
+        assert isinstance(reply, list)
+        return plan.parse(reply, requests)
 
     def queue_reads(self, pipe: Commands, requests: Sequence[PaymentRequest],
                     plan: ReadPlan) -> None:
-        """Queue `plan`'s scripts for every request (read-only: safe to run twice)."""
+        """Queue one READ_SCRIPT call for all of `requests` (read-only: safe to run twice);
+        its reply is the one `plan.parse` takes. Nothing is queued for an empty plan."""
+        if plan.empty or not requests:
+            return
+        keys: list[str] = []
+        index: dict[str, int] = {}
+
+        def key_of(entity: str, value: str) -> int:
+            key = self.key(entity, value)
+            at = index.get(key)
+            if at is None:
+                keys.append(key)
+                at = index[key] = len(keys)
+            return at
+
+        card_read = bool(plan.card_spans) or plan.history
+        args: list[object] = ["1" if plan.history else "0", *_HISTORY_ARGS,
+                              len(plan.card_spans), *(s * 1000 for s in plan.card_spans),
+                              len(plan.account_spans), *(s * 1000 for s in plan.account_spans)]
         for request in requests:
-            now = event_ms(request.event_time)
-            for entity, spans in plan.windows.items():
-                self._windows.queue(pipe, [self.key(entity, entity_id(request, entity))],
-                                    [now, *(s * 1000 for s in spans)])
-            if plan.history:
-                self._history.queue(pipe, [self.key("card", request.card_id)],
-                                    [now, request.merchant_category, BURST_WINDOW_MS,
-                                     PROFILE_WINDOW_MS, RETENTION_MS, MAX_PROFILE_PAYMENTS])
+            args += [event_ms(request.event_time),
+                     key_of("card", request.card_id) if card_read else 0,
+                     key_of("account", request.account_id) if plan.account_spans else 0,
+                     request.merchant_category]
+        self._read.queue(pipe, keys, args)
 
     def queue_record(self, pipe: Commands, requests: Sequence[PaymentRequest]) -> None:
-        """Queue the adding of committed transactions to their card's and account's history
-        (idempotent: the same member and score again change nothing)."""
-        ttl_ms = (HISTORY_S + 86_400) * 1000
+        """Queue the adding of committed transactions to their card's and account's history,
+        one RECORD_SCRIPT call (idempotent: the same member and score again change nothing).
+        Each key keeps HISTORY_S before the newest of its batch's payments."""
+        if not requests:
+            return
+        index: dict[str, int] = {}  # key -> its KEYS index
+        newest: list[int] = []  # per key: its batch's newest event (ms)
+        entries: list[object] = []
         for request in requests:
             now = event_ms(request.event_time)
             entry = member(request.transaction_id, request.amount_minor, request.country,
                            request.merchant_category,
                            local_hour(now, utc_offset_min(request.event_time)))
             for entity in ("card", "account"):
-                self._record.queue(pipe, [self.key(entity, entity_id(request, entity))],
-                                   [entry, now, now - HISTORY_S * 1000, ttl_ms])
+                key = self.key(entity, entity_id(request, entity))
+                at = index.get(key)
+                if at is None:
+                    at = index[key] = len(newest) + 1
+                    newest.append(now)
+                elif now > newest[at - 1]:
+                    newest[at - 1] = now
+                entries += [at, now, entry]
+        ttl_ms = (HISTORY_S + 86_400) * 1000
+        self._record.queue(pipe, list(index),
+                           [ttl_ms, *(ms - HISTORY_S * 1000 for ms in newest), *entries])
 
     async def record(self, requests: Sequence[PaymentRequest]) -> None:
         """Add committed transactions to their card's and account's history."""
