@@ -120,3 +120,30 @@ async def test_rule_hits_of_a_batch_are_written_for_their_own_transactions(ledge
         (batch[0].transaction_id, change_ids[0], True),
         (batch[3].transaction_id, change_ids[0], False),
         (batch[3].transaction_id, change_ids[1], True)])
+
+
+async def test_answers_are_the_rows_replays_included(ledger):
+    # The function answers as it decides (migration 011): every answered field must be what
+    # the row holds, for new payments, a twin replayed inside the batch and a replay of a
+    # committed one, with one cardholder in a batch (heads moved by key) and with several.
+    one, two = await _account(ledger), await _account(ledger)
+    first = _payment(one, decision="flag", reasons=["rule_x"], risk_score=0.734512,
+                     rules_version=7, model_version="m-1")
+    batch = [first, first, _payment(one, amount_minor=2_500)]
+    again = [first, _payment(two), _payment(one), _payment(two, amount_minor=4_000)]
+    answers = await ledger.post_payments(batch) + await ledger.post_payments(again)
+    assert [a.replayed for a in answers] == [False, True, False, True, False, False, False]
+    for answer in answers:
+        assert isinstance(answer, PaymentRecord)
+        row = await ledger.get_transaction(answer.transaction_id)
+        assert (answer.decision, answer.risk_score, answer.reasons, answer.balance_after_minor,
+                answer.currency, answer.rules_version, answer.model_version,
+                answer.recorded_at) == (
+                row.decision, row.risk_score, row.reasons, row.balance_after_minor,
+                row.currency, row.rules_version, row.model_version, row.recorded_at)
+    assert answers[0].reasons == ["rule_x"] and answers[0].rules_version == 7
+    assert answers[0].recorded_at < answers[2].recorded_at
+    assert [a.balance_after_minor for a in answers] == [
+        99_000, 99_000, 96_500, 99_000, 99_000, 95_500, 95_000]
+    assert (await ledger.get_account(one)).balance_minor == 95_500
+    assert (await ledger.get_account(two)).balance_minor == 95_000
