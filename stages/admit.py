@@ -145,7 +145,7 @@ class AdmitStage:
     async def _ask_redis(self, items: Sequence[Screening], known: Sequence[Screening],
                          plan: ReadPlan) -> tuple[list[Any], list[Any]]:
         """One pipeline: the rate-limit script with the claims, then the reads' script.
-        Returns both scripts' replies (the reads' empty when nothing is read)."""
+        Returns the rate-limit script's reply and the read script's replies."""
         requests = [(s.request.client_id, s.request.card_id) for s in items]
         claims = [Claim(s.cache_key, s.marker) if s.marker else None for s in items]
         known_requests = [s.request for s in known]
@@ -156,7 +156,7 @@ class AdmitStage:
 
         replies: list[Any] = await run_pipeline(
             self._client, queue_all, (self._limiter.script, *self._velocity.scripts))
-        return list(replies[0]), replies[1] if len(replies) > 1 else []
+        return list(replies[0]), replies[1:]
 
     def _without_redis(self, batch: Sequence[RateLimitCheck], known: Sequence[Screening],
                        plan: ReadPlan) -> list[object]:

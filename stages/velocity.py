@@ -2,18 +2,18 @@
 
 Each entity has a sorted set scored by event time (ms) whose members are
 `<transaction_id>|<amount_minor>|<country>|<category>|<local_hour>`. A micro-batch reads with
-one call of `READ_SCRIPT` for all its requests and records with one call of `RECORD_SCRIPT`
-(one EVALSHA per batch, not per entity and request: BENCHMARKS.md, session 4). For each entity
-the script counts every window with ZCOUNT, fetches the most recent members once (without
-scores: Redis formats every score as text, which cost half the read) and parses each member
-once for all windows and, on the card, for the model's card-history summary
+one call of `READ_SCRIPT` per READ_CHUNK requests and records with one call of
+`RECORD_SCRIPT` (calls per batch, not per entity and request: BENCHMARKS.md, session 4). For
+each entity the script counts every window with ZCOUNT, fetches the most recent members once
+(without scores: Redis formats every score as text, which cost half the read) and parses each
+member once for all windows and, on the card, for the model's card-history summary
 (`model/history.py`). Every window ends just before the transaction's event time, so the
 transaction itself is excluded (it is recorded only after its commit). Every screened
 transaction is recorded, declines included: card-testing shows up as attempts, not as
 approvals.
 
-A batch's keys span cards and accounts, so under Redis Cluster the calls must be grouped by
-hash slot (docs/scaling.md), as the admission script's already are.
+A call's keys span cards and accounts, so under Redis Cluster the calls must be grouped by
+hash slot (docs/scaling.md), as must the admission script's.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,6 +44,10 @@ from stages.resp import Commands, RedisPipelines
 HISTORY_S = RETENTION_MS // 1000  # the longest window a rule may use
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HISTORY_ARGS = (BURST_WINDOW_MS, PROFILE_WINDOW_MS, RETENTION_MS, MAX_PROFILE_PAYMENTS)
+# Requests per read-script call. Redis runs a script whole, with every other client waiting:
+# a call costs ~30 us per request for ordinary cards and up to ~0.2 ms for one at the
+# profile cap, so 32 bound the wait to a few ms while still sharing each call's overhead.
+READ_CHUNK = 32
 assert BURST_WINDOW_MS <= PROFILE_WINDOW_MS <= RETENTION_MS  # READ_SCRIPT relies on it
 
 # KEYS: the batch's distinct entity keys. ARGV[1]: '1' when the card-history summary is
@@ -183,9 +187,12 @@ class ReadPlan:
     def empty(self) -> bool:
         return not self.by_entity and not self.history
 
-    def parse(self, reply: Sequence[Sequence[Any]], requests: Sequence[PaymentRequest]
+    def parse(self, replies: Sequence[Sequence[Sequence[Any]]],
+              requests: Sequence[PaymentRequest]
               ) -> tuple[list[dict[VelocityKey, object]], np.ndarray]:
-        """Features per request and the summaries (no rows without `history`)."""
+        """Features per request and the summaries (no rows without `history`), from the
+        replies of the read script's calls, in order (`VelocityStore.queue_reads`)."""
+        reply = [values for chunk in replies for values in chunk]
         summaries = np.empty((len(requests) if self.history else 0, len(HISTORY_FIELDS)))
         card = {span: 3 * k for k, span in enumerate(self.card_spans)}
         summary = 3 * len(self.card_spans)  # the card's windows, its summary, the account's
@@ -225,17 +232,21 @@ class VelocityStore:
         plan = ReadPlan.of(wanted, history=history)
         if plan.empty or not requests:
             return plan.parse((), requests)
-        [reply] = await run_pipeline(
+        replies = await run_pipeline(
             self._client, lambda pipe: self.queue_reads(pipe, requests, plan), self.scripts)
-        assert isinstance(reply, list)
-        return plan.parse(reply, requests)
+        return plan.parse(cast(list[list[list[Any]]], replies), requests)
 
     def queue_reads(self, pipe: Commands, requests: Sequence[PaymentRequest],
                     plan: ReadPlan) -> None:
-        """Queue one READ_SCRIPT call for all of `requests` (read-only: safe to run twice);
-        its reply is the one `plan.parse` takes. Nothing is queued for an empty plan."""
-        if plan.empty or not requests:
+        """Queue READ_SCRIPT for `requests`, one call per READ_CHUNK of them (read-only:
+        safe to run twice); `plan.parse` takes their replies. Nothing for an empty plan."""
+        if plan.empty:
             return
+        for start in range(0, len(requests), READ_CHUNK):
+            self._queue_read(pipe, requests[start:start + READ_CHUNK], plan)
+
+    def _queue_read(self, pipe: Commands, requests: Sequence[PaymentRequest],
+                    plan: ReadPlan) -> None:
         keys: list[str] = []
         index: dict[str, int] = {}
 
