@@ -33,7 +33,7 @@ from model.scorer import ModelHolder
 from ops.banner import ready_banner
 from ops.metrics_share import MetricsPublisher, MetricsShare
 from ops.settings import Settings
-from ops.supervisor import Supervision
+from ops.supervisor import LISTEN_BACKLOG, Supervision
 from pipeline import Pipeline, Stage
 from rules.engine import RuleSetHolder
 from rules.reload import RuleReloader
@@ -164,7 +164,8 @@ class Application:
                                     shutdown_timeout=s.shutdown_timeout_s)
         await self.runner.setup()
         sites: list[web.BaseSite] = [
-            web.TCPSite(self.runner, s.http_host, s.http_port, reuse_port=s.http_reuse_port)
+            web.TCPSite(self.runner, s.http_host, s.http_port, reuse_port=s.http_reuse_port,
+                        backlog=LISTEN_BACKLOG)
         ] if self.supervision is None else [
             web.SockSite(self.runner, sock) for sock in self.supervision.sockets()]
         for site in sites:

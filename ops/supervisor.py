@@ -63,7 +63,11 @@ RESTART_LIMIT_INTERVAL_S = 60.0
 # A stopping child may take shutdown_timeout_s to answer what it accepted and as long again
 # to drain its pipeline; after both and this margin it is killed.
 STOP_MARGIN_S = 5.0
-LISTEN_BACKLOG = 128  # aiohttp's default
+# Connections the kernel queues per listening socket until a process accepts them. aiohttp's
+# default of 128 overflowed when a client opened a few hundred connections at once while the
+# edge was busy (`nstat` TcpExtListenOverflows): each dropped SYN is retried after 1 s, a
+# 1-1.4 s stall with the machine idle (BENCHMARKS.md, session 4). Capped by net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 # An edge process; the supervisor appends the hidden options (tests start stand-ins).
 EDGE_COMMAND = (sys.executable, "-m", "ops.cli", "serve")
 PARENT_POLL_S = 1.0

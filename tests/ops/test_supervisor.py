@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -318,6 +319,29 @@ def test_every_slot_listens_on_the_same_port():
         assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in first + second)
     finally:
         for sock in first + second:
+            sock.close()
+
+
+def test_a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped():
+    # 300 clients connect at once while the edge accepts nobody (busy): with aiohttp's
+    # default backlog of 128 the kernel drops the rest of the SYNs and those clients stall for
+    # the 1 s retransmission; all of them must complete their handshake at once.
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    if somaxconn < 300:
+        pytest.skip(f"net.core.somaxconn is {somaxconn}: the kernel caps every backlog there")
+    [listener] = open_listeners("127.0.0.1", 0)
+    clients = []
+    try:
+        for _ in range(300):
+            client = socket.socket()
+            clients.append(client)
+            client.setblocking(False)
+            client.connect_ex(listener.getsockname())
+        _, writable, _ = select.select([], clients, [], 0.5)
+        assert sum(c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                   for c in writable) == 300
+    finally:
+        for sock in [listener, *clients]:
             sock.close()
 
 
