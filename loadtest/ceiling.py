@@ -17,6 +17,8 @@ import msgspec
 import uvloop
 from aiohttp import web
 
+from ops.supervisor import LISTEN_BACKLOG
+
 READY_TEXT = "ceiling ready"
 _TEMPLATE = {"transaction_id": "t", "decision": "approve", "risk_score": 0.0, "reasons": [],
              "balance_after": "0.00", "currency": "EUR", "processed_in_ms": 0.0,
@@ -52,7 +54,9 @@ async def serve(host: str, port: int, body: bytes, reuse_port: bool) -> None:
     runner = web.AppRunner(build_app(body), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        # The edge's backlog (ops/supervisor.py), so bursts of connects meet the same queue.
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port,
+                          backlog=LISTEN_BACKLOG).start()
         print(f"{READY_TEXT} on http://{host}:{port} ({len(body)}-byte answer)", flush=True)
         await stop.wait()
     finally:
