@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 import msgspec
+import redis
 
 from http_edge.auth import TokenIssuer
 from loadtest import metrics, plot, report
@@ -44,6 +45,7 @@ from loadtest.servers import (
     ServerError,
     ServerGroup,
     ceiling_group,
+    drop_redis_keys,
     edge_group,
     free_port,
     machine_cpu_s,
@@ -171,7 +173,12 @@ def _run(args: argparse.Namespace, document: BenchDocument, log_dir: Path) -> No
         if url is None:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            edge = stack.enter_context(edge_group(port, args.edge_processes, log_dir))
+            # Its own Redis namespace, dropped at the end: a run leaves ~100k keys (velocity
+            # history lives 91 days) that would otherwise pile up in the developer's Redis.
+            prefix = f"{load_settings().redis_prefix}-bench-{run_id}"
+            stack.callback(_drop_redis_keys, prefix)
+            edge = stack.enter_context(
+                edge_group(port, args.edge_processes, log_dir, redis_prefix=prefix))
             print(f"starting sentinel serve on {url} (logs in {log_dir})", flush=True)
             edge.wait_ready(url + "/readyz", READY_TIMEOUT_S)
             processes = wait_listeners_settled(port)
@@ -197,6 +204,15 @@ def _run(args: argparse.Namespace, document: BenchDocument, log_dir: Path) -> No
                 read_metrics=False)
             group.stop()
             document.comparison = report.comparison_lines(document.edge, document.ceiling)
+
+
+def _drop_redis_keys(prefix: str) -> None:
+    try:
+        dropped = drop_redis_keys(load_settings().redis_url, prefix)
+    except redis.RedisError as exc:
+        print(f"could not drop the run's Redis keys ({prefix}:*): {exc}", flush=True)
+    else:
+        print(f"dropped the run's {dropped:,} Redis keys ({prefix}:*)", flush=True)
 
 
 def _rates(text: str) -> list[float]:

@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
+import redis
+
 from loadtest.ceiling import READY_TEXT as CEILING_READY_TEXT
 
 EDGE_READY_TEXT = "SentinelStream ready on"
@@ -201,12 +203,16 @@ def wait_listeners_settled(port: int, settle_s: float = 1.0, timeout_s: float = 
     return count
 
 
-def edge_group(port: int, processes: int | None, log_dir: Path) -> ServerGroup:
+def edge_group(port: int, processes: int | None, log_dir: Path,
+               redis_prefix: str | None = None) -> ServerGroup:
     """One `sentinel serve` on `port` with the environment's SENTINEL_* settings; `processes`
-    sets SENTINEL_PROCESSES (edge processes the command runs on the port)."""
+    sets SENTINEL_PROCESSES (edge processes the command runs on the port), `redis_prefix`
+    SENTINEL_REDIS_PREFIX (the namespace of all its Redis keys)."""
     env = {**os.environ, "SENTINEL_HTTP_PORT": str(port), "SENTINEL_HTTP_HOST": "127.0.0.1"}
     if processes is not None:
         env["SENTINEL_PROCESSES"] = str(processes)
+    if redis_prefix is not None:
+        env["SENTINEL_REDIS_PREFIX"] = redis_prefix
     return ServerGroup("edge", [str(Path(sys.executable).parent / "sentinel"), "serve"],
                        count=1, log_dir=log_dir, ready_text=EDGE_READY_TEXT, env=env)
 
@@ -216,3 +222,21 @@ def ceiling_group(port: int, count: int, body_bytes: int, log_dir: Path) -> Serv
             "--body-bytes", str(body_bytes)]
     return ServerGroup("ceiling", argv + ["--reuse-port"] * (count > 1), count=count,
                        log_dir=log_dir, ready_text=CEILING_READY_TEXT, stop_timeout_s=10.0)
+
+
+def drop_redis_keys(url: str, prefix: str) -> int:
+    """Delete every key under `prefix:` (SCAN + UNLINK in thousands); how many there were."""
+    client = redis.Redis.from_url(url)
+    dropped = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                dropped += client.unlink(*batch)
+                batch = []
+        if batch:
+            dropped += client.unlink(*batch)
+    finally:
+        client.close()
+    return dropped

@@ -95,7 +95,8 @@ async def test_redis_wiped_between_identical_requests_still_one_record(
     status, first, _ = await server.call("POST", "/v1/transactions", json=txn,
                                          headers={"Idempotency-Key": key})
     assert status == 200
-    async for k in redis_client.scan_iter(match=f"{server.app.settings.redis_prefix}:*"):
+    async for k in redis_client.scan_iter(match=f"{server.app.settings.redis_prefix}:*",
+                                          count=1000):
         await redis_client.delete(k)
     status, second, headers = await server.call("POST", "/v1/transactions", json=txn,
                                                 headers={"Idempotency-Key": key})
@@ -104,7 +105,8 @@ async def test_redis_wiped_between_identical_requests_still_one_record(
     assert second["balance_after"] == first["balance_after"] == "97.00"
     assert await _count(pool, account) == 1
     # Same key, other body: PostgreSQL refuses it too without Redis' help.
-    async for k in redis_client.scan_iter(match=f"{server.app.settings.redis_prefix}:*"):
+    async for k in redis_client.scan_iter(match=f"{server.app.settings.redis_prefix}:*",
+                                          count=1000):
         await redis_client.delete(k)
     status, body, _ = await server.call("POST", "/v1/transactions",
                                         json={**txn, "amount": "4.00"},
