@@ -37,8 +37,11 @@ DEFAULT_STAGES: dict[str, StageConfig] = {
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "scoring": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     # Group commit: while another worker is committing, wait up to 2 ms for a bigger batch
-    # (one commit for many payments); an idle ledger commits a lone payment at once.
-    "ledger": StageConfig(workers=4, batch_max=256, batch_wait_ms=2.0, queue_max=4096,
+    # (one commit for many payments); an idle ledger commits a lone payment at once. Two
+    # workers per process: with two processes at 1,000 tx/s, PostgreSQL spent 7-12 % less per
+    # payment than with four (5 of 6 paired runs), p99 and the maximum within the noise
+    # (BENCHMARKS.md, session 4). N processes make 2N concurrent commits.
+    "ledger": StageConfig(workers=2, batch_max=256, batch_wait_ms=2.0, queue_max=4096,
                           wait_when_idle=False),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
 }
