@@ -134,6 +134,10 @@ class Ledger:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    def pool_state(self) -> tuple[int, int]:
+        """(connections open, of which idle) in the pool."""
+        return self._pool.get_size(), self._pool.get_idle_size()
+
     async def ping(self) -> None:
         async with converting_errors():
             await self._pool.fetchval("SELECT 1")

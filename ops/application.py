@@ -116,7 +116,7 @@ class Application:
             Stage("rules", RulesStage(self.rules), s.stage("rules")),
             Stage("scoring", ScoringStage(self.models, min_budget_ms=s.scoring_min_budget_ms),
                   s.stage("scoring")),
-            Stage("ledger", LedgerStage(ledger), s.stage("ledger")),
+            Stage("ledger", LedgerStage(ledger, slow_ms=s.ledger_slow_ms), s.stage("ledger")),
             # After the commit a payment is answered with its record, however late.
             Stage("respond", RespondStage(self.redis_pipelines, cache, velocity),
                   s.stage("respond"), enforce_deadline=False),

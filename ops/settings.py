@@ -75,6 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/sentinel"
     db_pool_min: int = 2
     db_pool_max: int = 12
+    # A ledger call slower than this is logged with its size and the pool's state.
+    ledger_slow_ms: float = 250.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "sentinel"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
