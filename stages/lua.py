@@ -18,6 +18,27 @@ from redis.exceptions import NoScriptError
 from stages.resp import Commands, RedisPipelines
 
 
+class ScriptKeys:
+    """The KEYS of one script call: each distinct key once, which the script finds by its
+    1-based index (ARGV then carries indexes, not names)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def index(self, key: str) -> int:
+        at = self._index.get(key)
+        if at is None:
+            self.keys.append(key)
+            at = self._index[key] = len(self.keys)
+        return at
+
+    def append(self, key: str) -> int:
+        """`key` as an entry of its own, even if it is there already; its index."""
+        self.keys.append(key)
+        return len(self.keys)
+
+
 class LuaScript:
     def __init__(self, source: str) -> None:
         self.source = source

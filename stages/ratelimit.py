@@ -15,7 +15,7 @@ from typing import NamedTuple
 import msgspec
 
 from stages.gcra import Limit, whole_seconds
-from stages.lua import LuaScript, run_pipeline
+from stages.lua import LuaScript, ScriptKeys, run_pipeline
 from stages.resp import Commands, RedisPipelines
 from stages.screening import Screening
 
@@ -177,28 +177,17 @@ class RateLimiter:
         claim; its reply holds four values per request (see GCRA_SCRIPT). `now_us` replaces
         Redis's clock (tests only)."""
         client_on, card_on = self.limits[0].enabled, self.limits[1].enabled
-        keys: list[str] = []
-        clients: dict[str, int] = {}  # id -> its key's 1-based index in KEYS
-        cards: dict[str, int] = {}
+        keys = ScriptKeys()
         args: list[object] = ["" if now_us is None else now_us, *self._fixed_args]
-
-        def index_of(ids: dict[str, int], scope: str, value: str) -> int:
-            index = ids.get(value)
-            if index is None:
-                keys.append(self.key(scope, value))
-                index = ids[value] = len(keys)
-            return index
-
         for i, (client_id, card_id) in enumerate(requests):
-            args.append(index_of(clients, "client", client_id) if client_on else 0)
-            args.append(index_of(cards, "card", card_id) if card_on else 0)
+            args.append(keys.index(self.key("client", client_id)) if client_on else 0)
+            args.append(keys.index(self.key("card", card_id)) if card_on else 0)
             claim = claims[i] if i < len(claims) else None
             if claim is None:
                 args += [0, ""]
             else:
-                keys.append(claim.key)
-                args += [len(keys), claim.marker]
-        self.script.queue(pipe, keys, args)
+                args += [keys.append(claim.key), claim.marker]
+        self.script.queue(pipe, keys.keys, args)
 
     async def check(self, client: RedisPipelines, requests: Sequence[tuple[str, str]],
                     claims: Sequence[Claim | None] = (), *,

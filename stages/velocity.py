@@ -38,7 +38,7 @@ from model.history import (
     parse_summary,
 )
 from rules import VelocityKey
-from stages.lua import LuaScript, run_pipeline
+from stages.lua import LuaScript, ScriptKeys, run_pipeline
 from stages.resp import Commands, RedisPipelines
 
 HISTORY_S = RETENTION_MS // 1000  # the longest window a rule may use
@@ -153,6 +153,7 @@ end
 return n
 """
 
+
 def event_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
@@ -247,27 +248,18 @@ class VelocityStore:
 
     def _queue_read(self, pipe: Commands, requests: Sequence[PaymentRequest],
                     plan: ReadPlan) -> None:
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def key_of(entity: str, value: str) -> int:
-            key = self.key(entity, value)
-            at = index.get(key)
-            if at is None:
-                keys.append(key)
-                at = index[key] = len(keys)
-            return at
-
+        keys = ScriptKeys()
         card_read = bool(plan.card_spans) or plan.history
         args: list[object] = ["1" if plan.history else "0", *_HISTORY_ARGS,
                               len(plan.card_spans), *(s * 1000 for s in plan.card_spans),
                               len(plan.account_spans), *(s * 1000 for s in plan.account_spans)]
         for request in requests:
             args += [event_ms(request.event_time),
-                     key_of("card", request.card_id) if card_read else 0,
-                     key_of("account", request.account_id) if plan.account_spans else 0,
+                     keys.index(self.key("card", request.card_id)) if card_read else 0,
+                     keys.index(self.key("account", request.account_id))
+                     if plan.account_spans else 0,
                      request.merchant_category]
-        self._read.queue(pipe, keys, args)
+        self._read.queue(pipe, keys.keys, args)
 
     def queue_record(self, pipe: Commands, requests: Sequence[PaymentRequest]) -> None:
         """Queue the adding of committed transactions to their card's and account's history,
@@ -275,8 +267,8 @@ class VelocityStore:
         Each key keeps HISTORY_S before the newest of its batch's payments."""
         if not requests:
             return
-        index: dict[str, int] = {}  # key -> its KEYS index
-        newest: list[int] = []  # per key: its batch's newest event (ms)
+        keys = ScriptKeys()
+        newest: list[int] = []  # per key, by index: its batch's newest event (ms)
         entries: list[object] = []
         for request in requests:
             now = event_ms(request.event_time)
@@ -284,16 +276,14 @@ class VelocityStore:
                            request.merchant_category,
                            local_hour(now, utc_offset_min(request.event_time)))
             for entity in ("card", "account"):
-                key = self.key(entity, entity_id(request, entity))
-                at = index.get(key)
-                if at is None:
-                    at = index[key] = len(newest) + 1
+                at = keys.index(self.key(entity, entity_id(request, entity)))
+                if at > len(newest):
                     newest.append(now)
                 elif now > newest[at - 1]:
                     newest[at - 1] = now
                 entries += [at, now, entry]
         ttl_ms = (HISTORY_S + 86_400) * 1000
-        self._record.queue(pipe, list(index),
+        self._record.queue(pipe, keys.keys,
                            [ttl_ms, *(ms - HISTORY_S * 1000 for ms in newest), *entries])
 
     async def record(self, requests: Sequence[PaymentRequest]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as redis
 
-from stages.lua import LuaScript, run_pipeline
+from stages.lua import LuaScript, ScriptKeys, run_pipeline
 from stages.resp import RedisPipelines
 from tests.conftest import unique
 
@@ -61,3 +61,10 @@ async def test_after_noscript_only_the_refused_commands_run_again(
     assert int(await redis_client.get(key)) == 2
     assert int(await redis_client.get(key + ":plain")) == 1
     await redis_client.delete(key, key + ":plain")
+
+
+def test_script_keys_name_each_distinct_key_once_by_its_lua_index():
+    keys = ScriptKeys()
+    assert [keys.index("a"), keys.index("b"), keys.index("a")] == [1, 2, 1]
+    assert keys.append("a") == 3  # a key of its own, on purpose
+    assert keys.keys == ["a", "b", "a"]
