@@ -36,12 +36,15 @@ DEFAULT_STAGES: dict[str, StageConfig] = {
                          wait_when_idle=False),
     "rules": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
     "scoring": StageConfig(workers=1, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
-    # Group commit: while another worker is committing, wait up to 2 ms for a bigger batch
-    # (one commit for many payments); an idle ledger commits a lone payment at once. Two
-    # workers per process: with two processes at 1,000 tx/s, PostgreSQL spent 7-12 % less per
-    # payment than with four (5 of 6 paired runs), p99 and the maximum within the noise
-    # (BENCHMARKS.md, session 4). N processes make 2N concurrent commits.
-    "ledger": StageConfig(workers=2, batch_max=256, batch_wait_ms=2.0, queue_max=4096,
+    # Group commit, one commit in flight per process: while it runs, payments queue, and the
+    # next commit takes all of them at once (an idle ledger commits a lone payment at once).
+    # With two edge processes on the 2-core dev box, one worker each against two: p99 at
+    # 1,000 tx/s 13.5-29.5 ms against 28-50 ms in 4 of 5 alternating pairs (the box was
+    # busier in the fifth), and a higher maximum (2,853 against 2,735 tx/s in the same hour):
+    # fewer concurrent commits make less contention in PostgreSQL (BENCHMARKS.md, session
+    # 5). The window only matters with more workers (it waits only while another commits).
+    # N processes make N concurrent commits.
+    "ledger": StageConfig(workers=1, batch_max=256, batch_wait_ms=2.0, queue_max=4096,
                           wait_when_idle=False),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
 }
