@@ -41,9 +41,9 @@ DEFAULT_STAGES: dict[str, StageConfig] = {
     # With two edge processes on the 2-core dev box, one worker each against two: p99 at
     # 1,000 tx/s 13.5-29.5 ms against 28-50 ms in 4 of 5 alternating pairs (the box was
     # busier in the fifth), and a higher maximum (2,853 against 2,735 tx/s in the same hour):
-    # fewer concurrent commits make less contention in PostgreSQL (BENCHMARKS.md, session
-    # 5). The window only matters with more workers (it waits only while another commits).
-    # N processes make N concurrent commits.
+    # fewer concurrent commits wait less in PostgreSQL, whose CPU per payment is unchanged
+    # (BENCHMARKS.md, session 5). The window only matters with more workers (it waits only
+    # while another commits). N processes make N concurrent commits.
     "ledger": StageConfig(workers=1, batch_max=256, batch_wait_ms=2.0, queue_max=4096,
                           wait_when_idle=False),
     "respond": StageConfig(workers=2, batch_max=256, batch_wait_ms=0.0, queue_max=4096),
