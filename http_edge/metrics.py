@@ -24,15 +24,21 @@ class EdgeSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     requests: tuple[tuple[str, str, int, int], ...]
     decisions: dict[str, int]
     screening_ms: HistogramSnapshot
+    # How late the event loop ran its timers (pipeline/loop_lag.py). A default, so that a
+    # process of the previous version (no such field) still merges during a rolling restart.
+    loop_lag_ms: HistogramSnapshot = msgspec.field(
+        default_factory=lambda: Histogram(LATENCY_BOUNDS_MS).snapshot())
 
 
 class EdgeStatistics:
-    """Counters the edge keeps per process: requests, decisions, screening latency."""
+    """Counters the edge keeps per process: requests, decisions, screening latency, and how
+    late its event loop runs (fed by a LoopLagMonitor)."""
 
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.decisions: Counter[str] = Counter()
         self.screening_ms = Histogram(LATENCY_BOUNDS_MS)
+        self.loop_lag_ms = Histogram(LATENCY_BOUNDS_MS)
 
     def count_request(self, method: str, route: str, status: int) -> None:
         self.requests[(method, route, status)] += 1
@@ -45,7 +51,7 @@ class EdgeStatistics:
         return EdgeSnapshot(
             requests=tuple(sorted((*key, count) for key, count in self.requests.items())),
             decisions=dict(sorted(self.decisions.items())),
-            screening_ms=self.screening_ms.snapshot())
+            screening_ms=self.screening_ms.snapshot(), loop_lag_ms=self.loop_lag_ms.snapshot())
 
 
 def _escape(value: object) -> str:
@@ -109,5 +115,8 @@ def render_snapshot(edge: EdgeSnapshot, pipeline: PipelineStatistics) -> str:
         lines.append(f"sentinel_decisions_total{_labels(decision=decision)} {count}")
     lines += _header("sentinel_screening_ms", "histogram", "time to answer a screening")
     lines += _histogram("sentinel_screening_ms", edge.screening_ms)
+    lines += _header("sentinel_event_loop_lag_ms", "histogram",
+                     "how much later than asked the event loop ran a 50 ms timer")
+    lines += _histogram("sentinel_event_loop_lag_ms", edge.loop_lag_ms)
     lines += _pipeline_lines(pipeline)
     return "\n".join(lines) + "\n"

@@ -69,7 +69,8 @@ def merge_edge(a: EdgeSnapshot, b: EdgeSnapshot) -> EdgeSnapshot:
     return EdgeSnapshot(
         requests=tuple(sorted((*key, count) for key, count in requests.items())),
         decisions=dict(sorted((Counter(a.decisions) + Counter(b.decisions)).items())),
-        screening_ms=merge_histograms(a.screening_ms, b.screening_ms))
+        screening_ms=merge_histograms(a.screening_ms, b.screening_ms),
+        loop_lag_ms=merge_histograms(a.loop_lag_ms, b.loop_lag_ms))
 
 
 def merge_pipelines(a: PipelineStatistics, b: PipelineStatistics) -> PipelineStatistics:

@@ -34,7 +34,7 @@ from ops.banner import ready_banner
 from ops.metrics_share import MetricsPublisher, MetricsShare
 from ops.settings import Settings
 from ops.supervisor import LISTEN_BACKLOG, Supervision
-from pipeline import Pipeline, Stage
+from pipeline import LoopLagMonitor, Pipeline, Stage
 from rules.engine import RuleSetHolder
 from rules.reload import RuleReloader
 from rules.store import RuleStore
@@ -94,6 +94,9 @@ class Application:
         self.models = ModelHolder()
         self.model_reloader: ModelReloader | None = None
         self.port: int | None = None
+        self.statistics = EdgeStatistics()
+        self.loop_lag = LoopLagMonitor(self.statistics.loop_lag_ms,
+                                       warn_ms=settings.loop_lag_warn_ms)
 
     def tokens(self) -> TokenIssuer:
         s = self.settings
@@ -144,7 +147,7 @@ class Application:
         self.pipeline = self.build_pipeline(ledger, cache, velocity)
         await self.pipeline.start()
         self.api = api = Api(ledger=ledger, pipeline=self.pipeline, cache=cache,
-                  statistics=EdgeStatistics(),
+                  statistics=self.statistics,
                   request_deadline_s=s.request_deadline_ms / 1000)
         redis_client = self.redis
         if self.supervision is not None:
@@ -175,6 +178,7 @@ class Application:
         self.port = sockets[0].getsockname()[1] if sockets else s.http_port
         if self.metrics is not None:
             await self.metrics.start()
+        self.loop_lag.start()
 
     async def main_loop(self) -> None:
         if self.supervision is not None:
@@ -193,6 +197,7 @@ class Application:
             await self.runner.cleanup()
         if self.pipeline is not None:
             await self.pipeline.drain(self.settings.shutdown_timeout_s)
+        await self.loop_lag.stop()
         if self.metrics is not None:
             await self.metrics.stop()  # a last snapshot, with everything answered counted
         if self.reloader is not None:

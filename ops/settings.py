@@ -80,6 +80,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: int = 12
     # A ledger call slower than this is logged with its size and the pool's state.
     ledger_slow_ms: float = 250.0
+    # An event loop that runs a timer later than this is logged, with the CPU the process
+    # used meanwhile (pipeline/loop_lag.py); every lag goes to sentinel_event_loop_lag_ms.
+    loop_lag_warn_ms: float = 50.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "sentinel"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"

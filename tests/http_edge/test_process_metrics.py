@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from http_edge.metrics import EdgeStatistics, render_metrics, render_snapshot
+import msgspec
+
+from http_edge.metrics import EdgeSnapshot, EdgeStatistics, render_metrics, render_snapshot
 from http_edge.process_metrics import (
     ProcessSnapshot,
+    merge_edge,
     merge_histograms,
     merge_pipelines,
     render_processes,
@@ -120,3 +123,25 @@ def test_one_process_renders_what_it_always_rendered():
     assert render_metrics(statistics, stats) == render_snapshot(statistics.snapshot(), stats)
     assert render_processes(snapshot(1, statistics, stats), [], None, now_s=100).startswith(
         render_metrics(statistics, stats))
+
+
+def test_event_loop_lag_is_summed_rendered_and_missing_from_older_records():
+    a, b = EdgeStatistics(), EdgeStatistics()
+    a.loop_lag_ms.observe(2.0)
+    b.loop_lag_ms.observe(120.0)
+    b.loop_lag_ms.observe(0.5)
+    merged = merge_edge(a.snapshot(), b.snapshot())
+    assert merged.loop_lag_ms.count == 3
+    assert merged.loop_lag_ms.sum == 122.5
+
+    text = render_snapshot(merged, pipeline())
+    assert "# TYPE sentinel_event_loop_lag_ms histogram\n" in text
+    assert "sentinel_event_loop_lag_ms_count{} 3\n" in text
+    assert "sentinel_event_loop_lag_ms_sum{} 122.5\n" in text
+
+    # A process of the previous version (rolling restart) wrote no loop lag: it still merges.
+    record = msgspec.json.decode(msgspec.json.encode(a.snapshot()))
+    del record["loop_lag_ms"]
+    older = msgspec.convert(record, EdgeSnapshot)
+    assert older.loop_lag_ms.count == 0
+    assert merge_edge(older, b.snapshot()).loop_lag_ms.count == 2
