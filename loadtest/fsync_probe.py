@@ -19,13 +19,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from loadtest.results import Latency, latency_of
+
 BLOCK = os.urandom(8192)
 
 
 def probe(directory: str, seconds: float, *, interval_s: float = 0.01, slow_ms: float = 20.0,
           out: TextIO = sys.stdout,
-          now: Callable[[], datetime] = datetime.now) -> dict[str, float]:
-    """Flush for `seconds`; returns n, p50, p99, p99_9 and max (ms)."""
+          now: Callable[[], datetime] = datetime.now) -> tuple[int, Latency]:
+    """Flush for `seconds`; returns how many flushes and their latency (ms)."""
     latencies: list[float] = []
     with tempfile.NamedTemporaryFile(dir=directory, prefix="fsync-probe-") as file:
         fd = file.fileno()
@@ -40,13 +42,7 @@ def probe(directory: str, seconds: float, *, interval_s: float = 0.01, slow_ms: 
                 print(f"{now():%H:%M:%S.%f}"[:-3] + f" slow fdatasync {took_ms:.0f} ms",
                       file=out, flush=True)
             time.sleep(interval_s)
-    latencies.sort()
-
-    def at(share: float) -> float:
-        return latencies[min(len(latencies) - 1, int(len(latencies) * share))]
-
-    return {"n": len(latencies), "p50": at(0.5), "p99": at(0.99), "p99_9": at(0.999),
-            "max": latencies[-1]}
+    return len(latencies), latency_of(latencies)
 
 
 def main() -> None:
@@ -58,9 +54,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.seconds <= 0:
         parser.error("--seconds must be > 0")
-    result = probe(args.dir, args.seconds, slow_ms=args.slow_ms)
-    print(f"n={result['n']:.0f} p50={result['p50']:.2f} p99={result['p99']:.2f} "
-          f"p99.9={result['p99_9']:.2f} max={result['max']:.1f} ms")
+    n, latency = probe(args.dir, args.seconds, slow_ms=args.slow_ms)
+    print(f"n={n} p50={latency.p50:.2f} p99={latency.p99:.2f} p99.9={latency.p99_9:.2f} "
+          f"max={latency.max:.1f} ms")
 
 
 if __name__ == "__main__":

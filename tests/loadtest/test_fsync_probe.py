@@ -12,12 +12,12 @@ from loadtest.fsync_probe import probe
 
 def test_it_measures_flushes_and_cleans_up(tmp_path: Path) -> None:
     out = io.StringIO()
-    result = probe(str(tmp_path), 0.2, interval_s=0.001, slow_ms=-1.0, out=out,
-                   now=lambda: datetime(2026, 11, 29, 20, 5, 41, 223000))
-    assert result["n"] >= 5
-    assert 0 < result["p50"] <= result["p99"] <= result["p99_9"] <= result["max"]
+    n, latency = probe(str(tmp_path), 0.2, interval_s=0.001, slow_ms=-1.0, out=out,
+                       now=lambda: datetime(2026, 11, 29, 20, 5, 41, 223000))
+    assert n >= 5
+    assert 0 < latency.p50 <= latency.p99 <= latency.p99_9 <= latency.max
     lines = out.getvalue().splitlines()
-    assert len(lines) == result["n"]  # slow_ms < 0: every flush is reported
+    assert len(lines) == n  # slow_ms < 0: every flush is reported
     assert lines[0].startswith("20:05:41.223 slow fdatasync ")
     assert list(tmp_path.iterdir()) == []
 
