@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 from pipeline.histogram import Histogram
 
@@ -22,16 +21,13 @@ log = logging.getLogger(__name__)
 
 class LoopLagMonitor:
     def __init__(self, histogram: Histogram, *, interval_s: float = 0.05,
-                 warn_ms: float = 50.0, clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+                 warn_ms: float = 50.0) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
         self.histogram = histogram
         self.stalls = 0  # lags above warn_ms
         self._interval_s = interval_s
         self._warn_s = warn_ms / 1000
-        self._clock = clock
-        self._cpu_clock = cpu_clock
         self._task: asyncio.Task[None] | None = None
 
     def observe(self, asked_s: float, slept_s: float, cpu_s: float) -> float:
@@ -47,11 +43,11 @@ class LoopLagMonitor:
         return lag
 
     async def run(self) -> None:
-        clock, cpu_clock, interval = self._clock, self._cpu_clock, self._interval_s
+        interval = self._interval_s
         while True:
-            started, cpu = clock(), cpu_clock()
+            started, cpu = time.monotonic(), time.process_time()
             await asyncio.sleep(interval)
-            self.observe(interval, clock() - started, cpu_clock() - cpu)
+            self.observe(interval, time.monotonic() - started, time.process_time() - cpu)
 
     def start(self) -> None:
         if self._task is None:
