@@ -246,7 +246,9 @@ def parser() -> argparse.ArgumentParser:
     add("--processes", type=int, default=2, help="sender processes")
     add("--connections", type=int, default=1000, help="connection limit per sender process")
     add("--timeout-s", type=float, default=10.0, help="per request")
-    add("--accounts", type=int, default=1000)
+    add("--accounts", type=int, default=5000,
+        help="accounts (1-2 cards each); keep above the highest rate / 3, or the edge's "
+             "per-card limit (3/s) answers 429")
     add("--merchants", type=int, default=500)
     add("--seed", type=int, default=1)
     add("--time-speedup", type=float, default=10_000.0,
