@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,30 +61,37 @@ log = logging.getLogger(__name__)
 
 
 class ProfileCache:
-    """Account profiles by id, kept `ttl_s` (profiles change rarely; balances are not here)."""
+    """Cardholder profiles by account id: the `max_entries` most recently used, per process.
 
-    def __init__(self, ledger: Ledger, *, ttl_s: float = 60.0, max_entries: int = 100_000) -> None:
+    What screening reads of a profile (currency, home, opening date) never changes: accounts
+    are neither updated (registering one again with other values is a 409) nor deleted. So an
+    entry never goes stale and leaves only to make room; until session 6 of issue 6 entries
+    expired after 60 s, and every card paying less often than that cost its admission batch a
+    PostgreSQL query. The cached balance is the one first read and nothing uses it: the ledger
+    decides on the live balance. Unknown accounts are not cached."""
+
+    def __init__(self, ledger: Ledger, *, max_entries: int = 100_000) -> None:
         self._ledger = ledger
-        self._ttl_s = ttl_s
         self._max_entries = max_entries
-        self._entries: dict[str, tuple[float, AccountState]] = {}
+        self._entries: OrderedDict[str, AccountState] = OrderedDict()
 
     async def get_many(self, account_ids: set[str]) -> dict[str, AccountState]:
-        now = time.monotonic()
+        entries = self._entries
         found: dict[str, AccountState] = {}
         missing = []
         for account_id in account_ids:
-            entry = self._entries.get(account_id)
-            if entry is not None and now - entry[0] < self._ttl_s:
-                found[account_id] = entry[1]
-            else:
+            state = entries.get(account_id)
+            if state is None:
                 missing.append(account_id)
+            else:
+                entries.move_to_end(account_id)
+                found[account_id] = state
         if missing:
-            if len(self._entries) > self._max_entries:
-                self._entries.clear()  # crude but bounded; a miss costs one batched query
             for state in await self._ledger.get_accounts(missing):
-                self._entries[state.account_id] = (now, state)
+                entries[state.account_id] = state
                 found[state.account_id] = state
+            while len(entries) > self._max_entries:
+                entries.popitem(last=False)  # the least recently used
         return found
 
 

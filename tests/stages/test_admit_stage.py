@@ -321,6 +321,47 @@ async def test_profile_and_velocity_in_the_same_round_trip(world):
     assert item.screening.velocity == {COUNT_10M: 2}  # 1 and 2 minutes ago, not 30
 
 
+class CountingLedger:
+    """The real ledger, with the account ids each profile query asked for."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.asked: list[list[str]] = []
+
+    async def get_accounts(self, account_ids):
+        self.asked.append(sorted(account_ids))
+        return await self.ledger.get_accounts(account_ids)
+
+
+async def test_profiles_are_kept_until_evicted_least_recently_used_first(world):
+    a, b, c = world.account, unique("adm"), unique("adm")
+    for account in (b, c):
+        await world.ledger.create_account(AccountSpec(account_id=account, currency="EUR",
+                                                      home_country="FR"))
+    ledger = CountingLedger(world.ledger)
+    cache = ProfileCache(ledger, max_entries=2)  # type: ignore[arg-type]
+    first = await cache.get_many({a, b})
+    assert sorted(first) == sorted([a, b]) and first[b].home_country == "FR"
+    assert (await cache.get_many({a, b})).keys() == first.keys()
+    assert ledger.asked == [sorted([a, b])]  # the second lookup asked nothing
+    await cache.get_many({a})  # a is now the most recently used
+    await cache.get_many({c})  # room for c: b goes
+    await cache.get_many({a, c})
+    assert ledger.asked == [sorted([a, b]), [c]]
+    await cache.get_many({b})
+    assert ledger.asked[-1] == [b]
+
+
+async def test_unknown_accounts_are_asked_for_again(world):
+    ledger = CountingLedger(world.ledger)
+    cache = ProfileCache(ledger)  # type: ignore[arg-type]
+    ghost = unique("ghost")
+    for _ in range(2):
+        assert await cache.get_many({ghost, world.account}) == {
+            world.account: (await world.ledger.get_accounts([world.account]))[0]}
+    assert ledger.asked == [sorted([ghost, world.account]), [ghost]]
+
+
 async def test_redis_losing_its_scripts_runs_the_batch_once(world):
     stage = world.stage(client=Limit(per_s=0.5, burst=2), velocity=frozenset({COUNT_10M}))
     await stage([world.check()])  # the scripts are loaded now
