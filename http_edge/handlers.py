@@ -5,7 +5,6 @@ Each handler declares the scope it needs with `@requires`; the auth middleware e
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,6 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from http_edge.auth import PRINCIPAL, Principal
 from http_edge.metrics import EdgeStatistics
@@ -45,8 +43,6 @@ from pipeline import Item, Pipeline
 from stages.idempotency import IdempotencyCache
 from stages.ratelimit import RateLimitCheck
 from stages.screening import Screening
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -179,7 +175,7 @@ class Api:
         try:
             record: PaymentRecord = await item.future
         except Exception:  # a RateLimited request claimed no key: the release is a no-op
-            await self._release(screening)
+            await self.cache.release(screening)
             raise
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.statistics.count_decision(record.decision, elapsed_ms)
@@ -189,13 +185,6 @@ class Api:
         if check.quota is not None:
             headers.update(rate_limit_headers(check.quota))
         return json_response(transaction_out(record, elapsed_ms), headers=headers)
-
-    async def _release(self, screening: Screening) -> None:
-        try:
-            await self.cache.release(screening)
-        except RedisError as exc:
-            # The marker expires by itself (SENTINEL_IDEMPOTENCY_INFLIGHT_TTL_S).
-            log.warning("could not release idempotency marker %s: %s", screening.cache_key, exc)
 
     @requires("transactions:read")
     async def get_transaction(self, request: web.Request) -> web.Response:

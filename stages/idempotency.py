@@ -10,20 +10,29 @@ on and the ledger's UNIQUE (client, key) decides.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as redis
+from redis.exceptions import RedisError
 
 from ledger.records import PaymentRecord
 from stages.resp import Commands
 from stages.screening import Screening
 
-# Compare-and-delete: only the owner of an in-flight marker may release it.
+log = logging.getLogger(__name__)
+
+# Compare-and-delete: only the owner of an in-flight marker (ARGV[i] for KEYS[i]) may release
+# it. Returns how many were released.
 _RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then released = released + redis.call('DEL', key) end
+end
+return released
 """
 
 
@@ -47,6 +56,9 @@ class IdempotencyCache:
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(CachedOutcome).decode
         self._release = client.register_script(_RELEASE_SCRIPT)
+        self._releasing: list[tuple[str, bytes]] = []  # asked for in this turn of the loop
+        self._released: asyncio.Future[None] | None = None  # when they are
+        self._release_task: asyncio.Task[None] | None = None
 
     @property
     def inflight_ttl_ms(self) -> int:
@@ -66,9 +78,36 @@ class IdempotencyCache:
             pipe.set(item.cache_key, self._encode(outcome), px=self._ttl_ms)
 
     async def release(self, item: Screening) -> None:
-        """Drop our in-flight marker after a failure, so a retry is not told 409."""
-        if item.marker:
-            await self._release(keys=[item.cache_key], args=[item.marker])
+        """Drop our in-flight marker after a failure, so a retry is not told 409.
+
+        The releases asked for in one turn of the event loop go to Redis in one script call:
+        under overload a whole batch of requests expires at once, and one call each ran out
+        of redis-py's connections (100) and left their markers. Never raises: a Redis failure
+        is logged once per call and the markers expire by themselves
+        (SENTINEL_IDEMPOTENCY_INFLIGHT_TTL_S)."""
+        if not item.marker:
+            return
+        self._releasing.append((item.cache_key, item.marker))
+        if self._released is None:
+            loop = asyncio.get_running_loop()
+            self._released = loop.create_future()
+            self._release_task = loop.create_task(self._release_pending())
+        # Shielded: a caller cancelled (its client went away) must not cancel the others'.
+        await asyncio.shield(self._released)
+
+    async def _release_pending(self) -> None:
+        # Runs after the callers of this turn have queued theirs; later ones start a new call.
+        pending, self._releasing = self._releasing, []
+        released, self._released = self._released, None
+        try:
+            await self._release(keys=[key for key, _ in pending],
+                                args=[marker for _, marker in pending])
+        except RedisError as exc:
+            log.warning("could not release %d idempotency marker(s), they expire within %d s: "
+                        "%s", len(pending), self._inflight_ttl_ms // 1000, exc)
+        finally:
+            if released is not None:
+                released.set_result(None)
 
     async def forget_all(self) -> None:
         """Delete every idempotency key under this prefix (tests and operators only)."""

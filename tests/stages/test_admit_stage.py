@@ -5,6 +5,7 @@ the same round trip; Redis losing its scripts; failing open."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -12,6 +13,8 @@ import pytest
 import redis.asyncio as redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ledger.errors import IdempotencyKeyReused, UnknownAccount
 from ledger.records import AccountSpec, PaymentRecord, PaymentRequest
@@ -305,6 +308,46 @@ async def test_an_unknown_account_is_refused_and_claims_nothing(world):
     assert isinstance(outcome, UnknownAccount)
     assert item.screening.marker == b""
     assert await world.redis.exists(item.screening.cache_key) == 0
+
+
+async def test_releases_of_one_turn_go_in_one_call_and_only_ours(world):
+    items = [world.check() for _ in range(40)]
+    await world.stage()(items)
+    screenings = [i.screening for i in items]
+    stranger = world.check(key=items[0].screening.request.idem_key).screening
+    stranger.marker = world.cache.new_marker("f1")  # not the marker that holds the key
+    calls = []
+    script = world.cache._release
+
+    async def counting(**kwargs):
+        calls.append(len(kwargs["keys"]))
+        return await script(**kwargs)
+
+    world.cache._release = counting
+    await asyncio.gather(*(world.cache.release(s) for s in [stranger, *screenings[:30]]))
+    assert calls == [31]
+    assert await world.redis.exists(*(s.cache_key for s in screenings[:30])) == 0
+    assert await world.redis.exists(*(s.cache_key for s in screenings[30:])) == 10
+    # A cancelled caller does not stop the release the others wait for.
+    waiting = [asyncio.ensure_future(world.cache.release(s)) for s in screenings[30:]]
+    await asyncio.sleep(0)
+    waiting[0].cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert calls == [31, 10]
+    assert await world.redis.exists(*(s.cache_key for s in screenings[30:])) == 0
+
+
+async def test_a_failed_release_is_logged_once_and_not_raised(world, caplog):
+    dead = redis.Redis(port=1, retry=Retry(NoBackoff(), 0))  # nothing listens there
+    cache = IdempotencyCache(dead, prefix=world.prefix, ttl_s=60, inflight_ttl_s=30)
+    screenings = [world.check().screening for _ in range(5)]
+    for s in screenings:
+        s.marker = cache.new_marker("f1")
+    with caplog.at_level("WARNING", logger="stages.idempotency"):
+        await asyncio.gather(*(cache.release(s) for s in screenings))
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "stages.idempotency"]
+    assert warning.startswith("could not release 5 idempotency marker(s), they expire within 30 s")
+    await dead.aclose()
 
 
 # -- the stage: enrichment --------------------------------------------------------------------
