@@ -58,7 +58,7 @@ class IdempotencyCache:
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._releasing: list[tuple[str, bytes]] = []  # asked for in this turn of the loop
         self._released: asyncio.Future[None] | None = None  # when they are
-        self._release_task: asyncio.Task[None] | None = None
+        self._release_task: asyncio.Task[None] | None = None  # held: the loop keeps no ref
 
     @property
     def inflight_ttl_ms(self) -> int:
@@ -91,14 +91,13 @@ class IdempotencyCache:
         if self._released is None:
             loop = asyncio.get_running_loop()
             self._released = loop.create_future()
-            self._release_task = loop.create_task(self._release_pending())
+            self._release_task = loop.create_task(self._release_pending(self._released))
         # Shielded: a caller cancelled (its client went away) must not cancel the others'.
         await asyncio.shield(self._released)
 
-    async def _release_pending(self) -> None:
+    async def _release_pending(self, released: asyncio.Future[None]) -> None:
         # Runs after the callers of this turn have queued theirs; later ones start a new call.
-        pending, self._releasing = self._releasing, []
-        released, self._released = self._released, None
+        pending, self._releasing, self._released = self._releasing, [], None
         try:
             await self._release(keys=[key for key, _ in pending],
                                 args=[marker for _, marker in pending])
@@ -106,8 +105,7 @@ class IdempotencyCache:
             log.warning("could not release %d idempotency marker(s), they expire within %d s: "
                         "%s", len(pending), self._inflight_ttl_ms // 1000, exc)
         finally:
-            if released is not None:
-                released.set_result(None)
+            released.set_result(None)
 
     async def forget_all(self) -> None:
         """Delete every idempotency key under this prefix (tests and operators only)."""
